@@ -1,0 +1,53 @@
+# RecruitMail: `make run` for the embedded setup, `make test` for the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: run test test-fast lint migrations-check peers clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "RecruitMail needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@ $(STAMP_RUN)
+
+## run: web app, Celery worker and scheduler on SQLite with a demo organisation (Ctrl-C stops all)
+run: export DEBUG ?= true
+run: $(STAMP_RUN)
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py demo_setup
+	@echo "  Open http://$${RECRUITMAIL_HOST:-127.0.0.1}:$${RECRUITMAIL_PORT:-8000}/ and sign in with the login above."
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev
+
+## peers: install the real test peers (Dovecot, Chromium) from Debian's packages when missing
+peers:
+	bash scripts/install-test-peers.sh
+
+## test: install what the tests need and run them all (DATABASE_URL picks the database)
+test: $(STAMP_TEST) peers
+	$(MAKE) --no-print-directory lint migrations-check
+	$(BIN)/python -m pytest
+	@if [ -n "$$DATABASE_URL" ]; then \
+		echo "== the same suite again on the embedded default (SQLite)"; \
+		env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python -m pytest -q; \
+	fi
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+migrations-check: $(STAMP_TEST)
+	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,135 @@
+"""Mailbox settings pages: list, add, edit, switch active, change passwords, delete."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
+from django.db import IntegrityError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from mailboxes.forms import SETTINGS_FIELDS, ChangePasswordForm, MailboxCreateForm, MailboxSettingsForm
+from mailboxes.models import Mailbox
+from mailboxes.providers import PROVIDERS
+from mailboxes.services import (
+    mailbox_activate,
+    mailbox_create,
+    mailbox_delete,
+    mailbox_set_pop3_password,
+    mailbox_set_smtp_password,
+    mailbox_update,
+)
+from records.access import member_required, membership_of
+
+logger = logging.getLogger(__name__)
+
+
+def own_mailboxes(request: HttpRequest) -> QuerySet[Mailbox]:
+    """The signed-in user's mailboxes; anyone else's id is a 404 (hidden and missing look alike)."""
+    return Mailbox.objects.owned_by(request.user)
+
+
+def _settings_data(form: MailboxSettingsForm) -> dict:
+    return {name: form.cleaned_data[name] for name in SETTINGS_FIELDS if name in form.fields}
+
+
+def _provider_presets() -> list[dict[str, object]]:
+    return [provider.as_dict() for provider in PROVIDERS]
+
+
+@member_required
+def mailbox_list(request: HttpRequest) -> HttpResponse:
+    mailboxes = own_mailboxes(request).order_by("-is_active", "name")
+    return render(request, "mailboxes/mailbox_list.html", {"mailboxes": mailboxes})
+
+
+@member_required
+def mailbox_add(request: HttpRequest) -> HttpResponse:
+    membership = membership_of(request)
+    form = MailboxCreateForm(request.POST or None, is_admin=membership.is_admin)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            mailbox = mailbox_create(
+                owner=request.user, settings_data=_settings_data(form),
+                pop3_password=data["pop3_password"], smtp_password=data.get("smtp_password") or "",
+                make_active=data["make_active"],
+            )
+        except IntegrityError:
+            logger.warning("mailbox add conflicted with a concurrent change: user=%s", request.user.pk)
+            form.add_error(None, _("Your mailboxes changed while you were saving. Please try again."))
+        else:
+            messages.success(request, _("Mailbox %(name)s added.") % {"name": mailbox.name})
+            return redirect("mailboxes:detail", pk=mailbox.pk)
+    return render(
+        request, "mailboxes/mailbox_form.html", {"form": form, "presets": _provider_presets(), "adding": True}
+    )
+
+
+@member_required
+def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    reports = mailbox.poll_reports.all()[:10]
+    return render(request, "mailboxes/mailbox_detail.html", {"mailbox": mailbox, "reports": reports})
+
+
+@member_required
+def mailbox_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = membership_of(request)
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    form = MailboxSettingsForm(request.POST or None, instance=mailbox, is_admin=membership.is_admin)
+    if request.method == "POST" and form.is_valid():
+        mailbox_update(mailbox=Mailbox.objects.get(pk=mailbox.pk), settings_data=_settings_data(form))
+        messages.success(request, _("Settings saved. Your stored passwords were kept."))
+        return redirect("mailboxes:detail", pk=mailbox.pk)
+    return render(
+        request, "mailboxes/mailbox_form.html",
+        {"form": form, "mailbox": mailbox, "presets": _provider_presets(), "adding": False},
+    )
+
+
+def _change_password(request: HttpRequest, pk: int, *, which: str) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    form = ChangePasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if which == "incoming":
+            mailbox_set_pop3_password(mailbox=mailbox, password=form.cleaned_data["password"])
+            messages.success(request, _("Incoming password changed."))
+        else:
+            mailbox_set_smtp_password(mailbox=mailbox, password=form.cleaned_data["password"])
+            messages.success(request, _("Outgoing password changed."))
+        return redirect("mailboxes:detail", pk=mailbox.pk)
+    return render(request, "mailboxes/change_password.html", {"form": form, "mailbox": mailbox, "which": which})
+
+
+@member_required
+def change_incoming_password(request: HttpRequest, pk: int) -> HttpResponse:
+    return _change_password(request, pk, which="incoming")
+
+
+@member_required
+def change_outgoing_password(request: HttpRequest, pk: int) -> HttpResponse:
+    return _change_password(request, pk, which="outgoing")
+
+
+@member_required
+@require_POST
+def mailbox_make_active(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    mailbox_activate(mailbox=mailbox)
+    messages.success(request, _("%(name)s is now your active mailbox.") % {"name": mailbox.name})
+    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "mailboxes:list")
+
+
+@member_required
+def mailbox_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    if request.method == "POST":
+        mailbox_delete(mailbox=mailbox)
+        messages.success(request, _("Mailbox removed. Its mail stays in RecruitMail."))
+        return redirect("mailboxes:list")
+    return render(request, "mailboxes/mailbox_confirm_delete.html", {"mailbox": mailbox})

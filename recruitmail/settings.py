@@ -1,0 +1,211 @@
+"""RecruitMail settings.
+
+Every value comes from the environment (django-environ). The defaults give the embedded setup:
+SQLite in WAL mode and a Celery broker on the file system, so a fresh checkout runs with no
+server to install. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis.
+A value that cannot be read fails at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+RUNNING_TESTS = "pytest" in sys.modules
+
+
+def _read(name: str, cast, default):  # type: ignore[no-untyped-def]
+    """Read one variable and turn a bad value into an error that names it."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError, ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"Environment variable {name} has an invalid value: {exc}") from exc
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = _read(name, env.int, default)
+    if value <= 0:
+        raise ImproperlyConfigured(f"Environment variable {name} must be a positive whole number.")
+    return value
+
+
+DATA_DIR = Path(_read("RECRUITMAIL_DATA_DIR", env.str, str(BASE_DIR / "var")))
+# The embedded setup keeps its database, mail store and broker queue here.
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = _read("DEBUG", env.bool, False)
+SECRET_KEY = _read("SECRET_KEY", env.str, "")
+if not SECRET_KEY:
+    if DEBUG or RUNNING_TESTS:
+        SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
+    else:
+        raise ImproperlyConfigured(
+            "Environment variable SECRET_KEY is not set (it is required unless DEBUG=true)."
+        )
+ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "records",
+    "mailboxes",
+    "sharing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "records.middleware.UserPreferencesMiddleware",
+]
+
+ROOT_URLCONF = "recruitmail.urls"
+WSGI_APPLICATION = "recruitmail.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "records.context_processors.organization",
+            ],
+        },
+    },
+]
+
+# Database: SQLite (WAL, set on connect in records.apps) unless DATABASE_URL says otherwise.
+DATABASES = {
+    "default": _read("DATABASE_URL", env.db_url, f"sqlite:///{DATA_DIR / 'recruitmail.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"
+            ),
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", _read("DATABASE_CONN_MAX_AGE", env.int, 60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "records.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_AGE = _positive_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = _read("SECURE_COOKIES", env.bool, False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ja", "日本語")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = _read("TIME_ZONE", env.str, "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+# Raw mail and attachments go through Django's storage API (a folder by default).
+MEDIA_ROOT = Path(_read("MAIL_STORE_DIR", env.str, str(DATA_DIR / "mailstore")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Credentials: Fernet keys, newest first; older keys still decrypt (MultiFernet rotation).
+FERNET_KEYS = _read("FERNET_KEYS", env.list, [])
+if not FERNET_KEYS:
+    if DEBUG or RUNNING_TESTS:
+        FERNET_KEYS = ["Lk0x0s3Qd9gIWQpk3cS0u8Eo7JmK4sm3nQwl8mrhXnY="]
+    else:
+        raise ImproperlyConfigured(
+            "Environment variable FERNET_KEYS is not set: give one or more Fernet keys "
+            '(python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())").'
+        )
+
+# Mail hosts that users type are resolved and refused when they point to loopback, private
+# or link-local addresses; tests and the embedded demo allow loopback.
+MAIL_HOSTS_ALLOW_LOOPBACK = _read("MAIL_HOSTS_ALLOW_LOOPBACK", env.bool, False)
+MAIL_HOSTS_ALLOW_PRIVATE = _read("MAIL_HOSTS_ALLOW_PRIVATE", env.bool, False)
+# Extra CA bundle for verifying mail servers (for private CAs); empty means the system store.
+MAIL_CA_FILE = _read("MAIL_CA_FILE", env.str, "")
+POP3_TIMEOUT_SECONDS = _positive_int("POP3_TIMEOUT_SECONDS", 30)
+SMTP_TIMEOUT_SECONDS = _positive_int("SMTP_TIMEOUT_SECONDS", 30)
+MAIL_MAX_MESSAGE_BYTES = _positive_int("MAIL_MAX_MESSAGE_BYTES", 50 * 1024 * 1024)
+MAIL_POLL_INTERVAL_SECONDS = _positive_int("MAIL_POLL_INTERVAL_SECONDS", 300)
+MAIL_POLL_LEASE_SECONDS = _positive_int("MAIL_POLL_LEASE_SECONDS", 900)
+MAIL_QUARANTINE_AFTER_FAILURES = _positive_int("MAIL_QUARANTINE_AFTER_FAILURES", 3)
+
+# Celery: a broker on the file system unless CELERY_BROKER_URL names Redis.
+CELERY_BROKER_URL = _read("CELERY_BROKER_URL", env.str, "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": MAIL_POLL_LEASE_SECONDS + 300}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = MAIL_POLL_LEASE_SECONDS - 60 if MAIL_POLL_LEASE_SECONDS > 120 else 60
+CELERY_TASK_TIME_LIMIT = MAIL_POLL_LEASE_SECONDS
+CELERY_TASK_ALWAYS_EAGER = _read("CELERY_TASK_ALWAYS_EAGER", env.bool, False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+MAIL_SCHEDULER_TICK_SECONDS = _positive_int("MAIL_SCHEDULER_TICK_SECONDS", 10)
+
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
+LOG_LEVEL = _read("LOG_LEVEL", env.str, "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if RUNNING_TESTS:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,60 @@
+"""Shared fixtures: every test gets an organisation with an owner, a teammate, an admin, and an
+outsider from another organisation (healthchecks' test base)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client as HttpClient
+
+from records.models import Membership, Organization, Role, User
+from tests.records.factories import TEST_PASSWORD, MembershipFactory, OrganizationFactory
+
+pytest_plugins = ["tests.peers.fixtures"]
+
+
+@dataclass
+class Team:
+    organization: Organization
+    owner: User
+    teammate: User
+    admin: User
+    outsider: User
+    other_organization: Organization
+
+    def client_for(self, user: User) -> HttpClient:
+        client = HttpClient()
+        client.force_login(user)
+        return client
+
+
+@pytest.fixture
+def team(db: None) -> Team:
+    organization = OrganizationFactory(name="Sakura Agency")
+    other = OrganizationFactory(name="Other Agency")
+
+    def member(email: str, name: str, role: str, org: Organization) -> User:
+        membership: Membership = MembershipFactory(
+            organization=org, role=role, user__email=email, user__full_name=name
+        )
+        return membership.user
+
+    return Team(
+        organization=organization,
+        owner=member("owner@sakura.example", "Olivia Owner", Role.RECRUITER, organization),
+        teammate=member("mate@sakura.example", "Tomo Mate", Role.RECRUITER, organization),
+        admin=member("admin@sakura.example", "Ada Admin", Role.ADMIN, organization),
+        outsider=member("out@other.example", "Oscar Outsider", Role.ADMIN, other),
+        other_organization=other,
+    )
+
+
+@pytest.fixture
+def owner_client(team: Team) -> HttpClient:
+    return team.client_for(team.owner)
+
+
+@pytest.fixture
+def password() -> str:
+    return TEST_PASSWORD

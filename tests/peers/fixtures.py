@@ -1,0 +1,3 @@
+"""Pytest fixtures that start real peers (Dovecot, aiosmtpd) on loopback. Filled in by the peers work."""
+
+from __future__ import annotations
