@@ -19,11 +19,22 @@ MAX_DELETE_AFTER_DAYS = 3650
 MAX_FIRST_IMPORT_NEWEST = 1_000_000
 
 SETTINGS_FIELDS = [
-    "name", "email_address",
-    "pop3_host", "pop3_port", "pop3_security", "pop3_username",
-    "smtp_same_credentials", "smtp_host", "smtp_port", "smtp_security", "smtp_username",
-    "deletion_policy", "delete_after_days",
-    "first_import_scope", "first_import_since", "first_import_newest",
+    "name",
+    "email_address",
+    "pop3_host",
+    "pop3_port",
+    "pop3_security",
+    "pop3_username",
+    "smtp_same_credentials",
+    "smtp_host",
+    "smtp_port",
+    "smtp_security",
+    "smtp_username",
+    "deletion_policy",
+    "delete_after_days",
+    "first_import_scope",
+    "first_import_since",
+    "first_import_newest",
     "accept_self_signed",
 ]
 
@@ -40,8 +51,12 @@ class MailboxSettingsForm(forms.ModelForm):
             "smtp_security": forms.RadioSelect,
         }
         help_texts = {
-            "pop3_username": _("Usually your full email address. Gmail: see the note above about recent:."),
-            "deletion_policy": _("RecruitMail deletes a message from the server only after it is safely stored here."),
+            "pop3_username": _(
+                "Usually your full email address. Gmail: see the note above about recent:."
+            ),
+            "deletion_policy": _(
+                "RecruitMail deletes a message from the server only after it is safely stored here."
+            ),
         }
 
     def __init__(self, *args: Any, is_admin: bool, **kwargs: Any) -> None:
@@ -53,6 +68,12 @@ class MailboxSettingsForm(forms.ModelForm):
             self.fields[name].widget.attrs.update({"min": 1, "max": 65535})
         self.fields["smtp_host"].required = False
         self.fields["smtp_port"].required = False
+        self.fields["pop3_host"].error_messages["required"] = _(
+            "Enter the incoming (POP3) server, for example pop.gmail.com."
+        )
+        self.fields["email_address"].error_messages["required"] = _(
+            "Enter the mailbox's email address."
+        )
 
     def clean_email_address(self) -> str:
         try:
@@ -72,7 +93,9 @@ class MailboxSettingsForm(forms.ModelForm):
     def clean_pop3_host(self) -> str:
         host = self._clean_host("pop3_host")
         if not host:
-            raise forms.ValidationError(_("Enter the incoming (POP3) server, for example pop.gmail.com."))
+            raise forms.ValidationError(
+                _("Enter the incoming (POP3) server, for example pop.gmail.com.")
+            )
         return host
 
     def clean_smtp_host(self) -> str:
@@ -101,11 +124,16 @@ class MailboxSettingsForm(forms.ModelForm):
                 data["smtp_port"] = data.get("smtp_port") or provider.smtp_port
                 data["smtp_security"] = provider.smtp_security
             else:
-                self.add_error("smtp_host", _("Enter the outgoing (SMTP) server, for example smtp.gmail.com."))
+                self.add_error(
+                    "smtp_host", _("Enter the outgoing (SMTP) server, for example smtp.gmail.com.")
+                )
         if data.get("smtp_port") is None and "smtp_port" not in self.errors:
             data["smtp_port"] = 465 if data.get("smtp_security") == Security.SSL else 587
         if not data.get("smtp_same_credentials") and not data.get("smtp_username"):
-            self.add_error("smtp_username", _("Enter the outgoing user name, or tick “use the same credentials”."))
+            self.add_error(
+                "smtp_username",
+                _("Enter the outgoing user name, or tick “use the same credentials”."),
+            )
         policy = data.get("deletion_policy")
         days = data.get("delete_after_days")
         if policy == DeletionPolicy.AFTER_DAYS:
@@ -119,9 +147,13 @@ class MailboxSettingsForm(forms.ModelForm):
         if scope == FirstImportScope.NEWEST:
             newest = data.get("first_import_newest")
             if not newest or not 1 <= newest <= MAX_FIRST_IMPORT_NEWEST:
-                self.add_error("first_import_newest", _("Enter how many of the newest messages to import."))
+                self.add_error(
+                    "first_import_newest", _("Enter how many of the newest messages to import.")
+                )
         if data.get("pop3_security") == Security.NONE and data.get("pop3_port") == 995:
-            self.add_error("pop3_security", _("Port 995 expects SSL/TLS. Choose SSL/TLS, or another port."))
+            self.add_error(
+                "pop3_security", _("Port 995 expects SSL/TLS. Choose SSL/TLS, or another port.")
+            )
         return data
 
 
@@ -131,7 +163,10 @@ class PasswordField(forms.CharField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("strip", False)
         kwargs.setdefault("max_length", 512)
-        super().__init__(widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}), **kwargs)
+        super().__init__(
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            **kwargs,
+        )
 
 
 class MailboxCreateForm(MailboxSettingsForm):
@@ -140,14 +175,19 @@ class MailboxCreateForm(MailboxSettingsForm):
     )
     smtp_password = PasswordField(label=_("Outgoing password"), required=False)
     make_active = forms.BooleanField(
-        label=_("Make this my active mailbox"), required=False, initial=True,
+        label=_("Make this my active mailbox"),
+        required=False,
+        initial=True,
         help_text=_("Only your active mailbox is polled and used to send mail."),
     )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if not data.get("smtp_same_credentials") and not data.get("smtp_password"):
-            self.add_error("smtp_password", _("Enter the outgoing password, or tick “use the same credentials”."))
+            self.add_error(
+                "smtp_password",
+                _("Enter the outgoing password, or tick “use the same credentials”."),
+            )
         return data
 
 

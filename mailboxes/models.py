@@ -68,7 +68,9 @@ POLLABLE_STATUSES = [MailboxStatus.NEW, MailboxStatus.OK, MailboxStatus.ERROR]
 class Mailbox(models.Model):
     """A POP3/SMTP account of one user. Exactly one of a user's mailboxes is active."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="mailboxes")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="mailboxes"
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mailboxes"
     )
@@ -83,7 +85,8 @@ class Mailbox(models.Model):
     pop3_username = models.CharField(_("user name"), max_length=254)
     pop3_password_token = models.TextField(editable=False, blank=True)
     accept_self_signed = models.BooleanField(
-        _("accept a self-signed certificate"), default=False,
+        _("accept a self-signed certificate"),
+        default=False,
         help_text=_("Only an admin can tick this. Use it only for a server you run yourself."),
     )
 
@@ -99,20 +102,28 @@ class Mailbox(models.Model):
     smtp_password_token = models.TextField(editable=False, blank=True)
 
     deletion_policy = models.CharField(
-        _("message deletion"), max_length=20, choices=DeletionPolicy.choices,
+        _("message deletion"),
+        max_length=20,
+        choices=DeletionPolicy.choices,
         default=DeletionPolicy.KEEP,
     )
     delete_after_days = models.PositiveIntegerField(_("days on the server"), null=True, blank=True)
 
     first_import_scope = models.CharField(
-        _("first import"), max_length=12, choices=FirstImportScope.choices,
+        _("first import"),
+        max_length=12,
+        choices=FirstImportScope.choices,
         default=FirstImportScope.ALL,
     )
     first_import_since = models.DateField(_("import mail since"), null=True, blank=True)
-    first_import_newest = models.PositiveIntegerField(_("number of newest messages"), null=True, blank=True)
+    first_import_newest = models.PositiveIntegerField(
+        _("number of newest messages"), null=True, blank=True
+    )
 
     is_active = models.BooleanField(_("active"), default=False)
-    status = models.CharField(max_length=12, choices=MailboxStatus.choices, default=MailboxStatus.NEW)
+    status = models.CharField(
+        max_length=12, choices=MailboxStatus.choices, default=MailboxStatus.NEW
+    )
     status_code = models.CharField(max_length=40, blank=True)
     status_message = models.TextField(blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -208,6 +219,9 @@ class PollReport(models.Model):
         indexes = [models.Index(fields=["mailbox", "-started_at"])]
         ordering = ["-started_at"]
 
+    def __str__(self) -> str:
+        return f"poll of {self.mailbox_id} at {self.started_at:%Y-%m-%d %H:%M}: {self.outcome}"
+
 
 class ServerMessageState(models.TextChoices):
     IMPORTED = "imported", _("Imported")
@@ -242,15 +256,23 @@ class ServerMessage(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["mailbox", "uid_hash"], name="server_message_uid_unique"),
+            models.UniqueConstraint(
+                fields=["mailbox", "uid_hash"], name="server_message_uid_unique"
+            ),
         ]
         indexes = [models.Index(fields=["mailbox", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.uid[:40]} ({self.state})"
 
 
 class Thread(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     subject = models.CharField(max_length=998, blank=True)
     last_message_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.subject or f"thread {self.pk}"
 
 
 class MessageOrigin(models.TextChoices):
@@ -286,10 +308,16 @@ class Message(models.Model):
         Mailbox, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
     )
     origin = models.CharField(max_length=8, choices=MessageOrigin.choices)
-    direction = models.CharField(max_length=3, choices=Direction.choices, default=Direction.INCOMING)
-    import_state = models.CharField(max_length=12, choices=ImportState.choices, default=ImportState.PARSED)
+    direction = models.CharField(
+        max_length=3, choices=Direction.choices, default=Direction.INCOMING
+    )
+    import_state = models.CharField(
+        max_length=12, choices=ImportState.choices, default=ImportState.PARSED
+    )
     send_state = models.CharField(max_length=8, choices=SendState.choices, blank=True, default="")
-    thread = models.ForeignKey(Thread, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
+    thread = models.ForeignKey(
+        Thread, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
 
     message_id = models.CharField(max_length=998, blank=True, db_index=True)
     in_reply_to = models.CharField(max_length=998, blank=True)
@@ -349,6 +377,9 @@ class MessageAddress(models.Model):
     class Meta:
         indexes = [models.Index(fields=["address"]), models.Index(fields=["domain"])]
 
+    def __str__(self) -> str:
+        return f"{self.role}: {self.address}"
+
 
 class MessageLink(models.Model):
     """A message concerns a record (matched on an address, or inherited through its thread)."""
@@ -363,6 +394,9 @@ class MessageLink(models.Model):
         ]
         indexes = [models.Index(fields=["record", "message"])]
 
+    def __str__(self) -> str:
+        return f"message {self.message_id} → record {self.record_id}"
+
 
 class StoredBlob(models.Model):
     """Attachment content, stored once per SHA-256 through Django's storage API."""
@@ -371,6 +405,9 @@ class StoredBlob(models.Model):
     size = models.PositiveBigIntegerField()
     file = models.FileField(upload_to="blobs/")
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.sha256
 
 
 class Attachment(models.Model):

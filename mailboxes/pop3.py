@@ -161,6 +161,23 @@ class _CheckedPOP3(poplib.POP3):
             return line[:-2], len(line)
         return line[:-1], len(line)
 
+    # Typed doors to poplib's internals (typeshed leaves the underscored ones out); poplib's
+    # public methods would do for most commands, but not for CAPA (see _ask_capabilities).
+    def read_greeting(self) -> bytes:
+        """Read the server's first line; error_proto if it is not +OK."""
+        self.welcome = self._getresp()  # type: ignore[attr-defined]
+        return self.welcome
+
+    def short_command(self, line: str) -> bytes:
+        """Send ``line``; return the +OK reply or raise error_proto(reply bytes)."""
+        reply: bytes = self._shortcmd(line)  # type: ignore[attr-defined]
+        return reply
+
+    def long_command(self, line: str) -> list[bytes]:
+        """Send ``line``; return the multi-line reply's lines, un-stuffed, without line ends."""
+        _response, lines, _octets = self._longcmd(line)  # type: ignore[attr-defined]
+        return list(lines)
+
     def start_tls(self, context: ssl.SSLContext) -> None:
         """Wrap the connected socket in TLS after the server said +OK to STLS (RFC 2595 §4)."""
         self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
@@ -328,7 +345,7 @@ class Pop3Session:
         pop = self._open()
         with translate_errors(self._scrub):
             try:
-                return pop._shortcmd(command)
+                return pop.short_command(command)
             except poplib.error_proto as exc:
                 reply = server_reply(exc)
                 if reply is None:
@@ -343,7 +360,7 @@ class Pop3Session:
         pop = self._open()
         with translate_errors(self._scrub):
             try:
-                _response, lines, _octets = pop._longcmd(command)
+                lines = pop.long_command(command)
             except poplib.error_proto as exc:
                 reply = server_reply(exc)
                 if reply is None:
@@ -351,7 +368,7 @@ class Pop3Session:
                 if errors_are_replies:
                     raise _ErrReply(reply) from None
                 raise error_for_reply(reply, self._scrub(reply), during_login=False) from None
-        return list(lines)
+        return lines
 
     def _start(
         self,
@@ -365,7 +382,7 @@ class Pop3Session:
         pop = self._open()
         with translate_errors(self._scrub):
             try:
-                pop.welcome = pop._getresp()
+                pop.read_greeting()
             except poplib.error_proto as exc:
                 reply = server_reply(exc)
                 if reply is None:

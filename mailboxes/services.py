@@ -15,14 +15,20 @@ logger = logging.getLogger(__name__)
 
 
 def mailbox_create(
-    *, owner: User, settings_data: dict[str, Any], pop3_password: str, smtp_password: str = "",
+    *,
+    owner: User,
+    settings_data: dict[str, Any],
+    pop3_password: str,
+    smtp_password: str = "",
     make_active: bool,
 ) -> Mailbox:
     """Create a mailbox for ``owner`` (Private sharing). The first mailbox is always active."""
     from sharing.models import MailboxSharing
 
     with transaction.atomic():
-        mailbox = Mailbox(owner=owner, organization_id=owner.membership.organization_id, **settings_data)
+        mailbox = Mailbox(
+            owner=owner, organization_id=owner.membership.organization_id, **settings_data
+        )
         mailbox.set_pop3_password(pop3_password)
         if not mailbox.smtp_same_credentials:
             mailbox.set_smtp_password(smtp_password)
@@ -56,9 +62,9 @@ def mailbox_activate(*, mailbox: Mailbox) -> Mailbox:
     """
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=mailbox.owner_id).first()
-        Mailbox.objects.filter(owner_id=mailbox.owner_id, is_active=True).exclude(pk=mailbox.pk).update(
-            is_active=False
-        )
+        Mailbox.objects.filter(owner_id=mailbox.owner_id, is_active=True).exclude(
+            pk=mailbox.pk
+        ).update(is_active=False)
         mailbox.is_active = True
         mailbox.next_poll_at = timezone.now()
         mailbox.save(update_fields=["is_active", "next_poll_at", "updated_at"])
@@ -90,7 +96,14 @@ def mailbox_set_smtp_password(*, mailbox: Mailbox, password: str) -> Mailbox:
         # A separate outgoing password means separate credentials from now on.
         mailbox.smtp_same_credentials = False
         mailbox.smtp_username = mailbox.smtp_username or mailbox.pop3_username
-    mailbox.save(update_fields=["smtp_password_token", "smtp_same_credentials", "smtp_username", "updated_at"])
+    mailbox.save(
+        update_fields=[
+            "smtp_password_token",
+            "smtp_same_credentials",
+            "smtp_username",
+            "updated_at",
+        ]
+    )
     logger.info("mailbox outgoing password changed: id=%s", mailbox.pk)
     return mailbox
 

@@ -11,8 +11,16 @@ urlpatterns = [
     path("accounts/new/", views.mailbox_add, name="add"),
     path("accounts/<int:pk>/", views.mailbox_detail, name="detail"),
     path("accounts/<int:pk>/edit/", views.mailbox_edit, name="edit"),
-    path("accounts/<int:pk>/incoming-password/", views.change_incoming_password, name="incoming_password"),
-    path("accounts/<int:pk>/outgoing-password/", views.change_outgoing_password, name="outgoing_password"),
+    path(
+        "accounts/<int:pk>/incoming-password/",
+        views.change_incoming_password,
+        name="incoming_password",
+    ),
+    path(
+        "accounts/<int:pk>/outgoing-password/",
+        views.change_outgoing_password,
+        name="outgoing_password",
+    ),
     path("accounts/<int:pk>/activate/", views.mailbox_make_active, name="activate"),
     path("accounts/<int:pk>/delete/", views.mailbox_remove, name="delete"),
 ]

@@ -12,7 +12,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from mailboxes.forms import SETTINGS_FIELDS, ChangePasswordForm, MailboxCreateForm, MailboxSettingsForm
+from mailboxes.forms import (
+    SETTINGS_FIELDS,
+    ChangePasswordForm,
+    MailboxCreateForm,
+    MailboxSettingsForm,
+)
 from mailboxes.models import Mailbox
 from mailboxes.providers import PROVIDERS
 from mailboxes.services import (
@@ -55,18 +60,26 @@ def mailbox_add(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             mailbox = mailbox_create(
-                owner=request.user, settings_data=_settings_data(form),
-                pop3_password=data["pop3_password"], smtp_password=data.get("smtp_password") or "",
+                owner=request.user,
+                settings_data=_settings_data(form),
+                pop3_password=data["pop3_password"],
+                smtp_password=data.get("smtp_password") or "",
                 make_active=data["make_active"],
             )
         except IntegrityError:
-            logger.warning("mailbox add conflicted with a concurrent change: user=%s", request.user.pk)
-            form.add_error(None, _("Your mailboxes changed while you were saving. Please try again."))
+            logger.warning(
+                "mailbox add conflicted with a concurrent change: user=%s", request.user.pk
+            )
+            form.add_error(
+                None, _("Your mailboxes changed while you were saving. Please try again.")
+            )
         else:
             messages.success(request, _("Mailbox %(name)s added.") % {"name": mailbox.name})
             return redirect("mailboxes:detail", pk=mailbox.pk)
     return render(
-        request, "mailboxes/mailbox_form.html", {"form": form, "presets": _provider_presets(), "adding": True}
+        request,
+        "mailboxes/mailbox_form.html",
+        {"form": form, "presets": _provider_presets(), "adding": True},
     )
 
 
@@ -74,7 +87,9 @@ def mailbox_add(request: HttpRequest) -> HttpResponse:
 def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     reports = mailbox.poll_reports.all()[:10]
-    return render(request, "mailboxes/mailbox_detail.html", {"mailbox": mailbox, "reports": reports})
+    return render(
+        request, "mailboxes/mailbox_detail.html", {"mailbox": mailbox, "reports": reports}
+    )
 
 
 @member_required
@@ -83,11 +98,14 @@ def mailbox_edit(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     form = MailboxSettingsForm(request.POST or None, instance=mailbox, is_admin=membership.is_admin)
     if request.method == "POST" and form.is_valid():
-        mailbox_update(mailbox=Mailbox.objects.get(pk=mailbox.pk), settings_data=_settings_data(form))
+        mailbox_update(
+            mailbox=Mailbox.objects.get(pk=mailbox.pk), settings_data=_settings_data(form)
+        )
         messages.success(request, _("Settings saved. Your stored passwords were kept."))
         return redirect("mailboxes:detail", pk=mailbox.pk)
     return render(
-        request, "mailboxes/mailbox_form.html",
+        request,
+        "mailboxes/mailbox_form.html",
         {"form": form, "mailbox": mailbox, "presets": _provider_presets(), "adding": False},
     )
 
@@ -103,7 +121,11 @@ def _change_password(request: HttpRequest, pk: int, *, which: str) -> HttpRespon
             mailbox_set_smtp_password(mailbox=mailbox, password=form.cleaned_data["password"])
             messages.success(request, _("Outgoing password changed."))
         return redirect("mailboxes:detail", pk=mailbox.pk)
-    return render(request, "mailboxes/change_password.html", {"form": form, "mailbox": mailbox, "which": which})
+    return render(
+        request,
+        "mailboxes/change_password.html",
+        {"form": form, "mailbox": mailbox, "which": which},
+    )
 
 
 @member_required
@@ -122,7 +144,11 @@ def mailbox_make_active(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     mailbox_activate(mailbox=mailbox)
     messages.success(request, _("%(name)s is now your active mailbox.") % {"name": mailbox.name})
-    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "mailboxes:list")
+    return redirect(
+        request.POST.get("next")
+        if request.POST.get("next", "").startswith("/")
+        else "mailboxes:list"
+    )
 
 
 @member_required

@@ -54,8 +54,11 @@ class AddressListField(forms.CharField):
 
 
 class RecordForm(forms.ModelForm):
-    addresses = AddressListField(label=_("Email addresses"), required=False,
-                                 help_text=_("One per line. Removing one keeps the mail already linked to it."))
+    addresses = AddressListField(
+        label=_("Email addresses"),
+        required=False,
+        help_text=_("One per line. Removing one keeps the mail already linked to it."),
+    )
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,7 +69,9 @@ class RecordForm(forms.ModelForm):
         self.fields["owner"].empty_label = None
         if self.instance.pk and not self.is_bound:
             self.initial["addresses"] = "\n".join(
-                self.instance.addresses.current().order_by("added_at").values_list("address", flat=True)
+                self.instance.addresses.current()
+                .order_by("added_at")
+                .values_list("address", flat=True)
             )
 
     def clean_addresses(self) -> list[str]:
@@ -102,11 +107,22 @@ class ClientForm(RecordForm):
 class ContactForm(RecordForm):
     class Meta:
         model = Contact
-        fields = ["first_name", "last_name", "company", "job_title", "phone", "owner", "share_emails", "notes"]
+        fields = [
+            "first_name",
+            "last_name",
+            "company",
+            "job_title",
+            "phone",
+            "owner",
+            "share_emails",
+            "notes",
+        ]
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, organization=organization, **kwargs)
-        self.fields["company"].queryset = Client.objects.filter(organization=organization).order_by("name")
+        self.fields["company"].queryset = Client.objects.filter(organization=organization).order_by(
+            "name"
+        )
 
 
 class CandidateForm(RecordForm):
@@ -127,7 +143,9 @@ class MemberAddForm(forms.Form):
     full_name = forms.CharField(label=_("Name"), max_length=200)
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.RECRUITER)
     password = forms.CharField(
-        label=_("Initial password"), required=False, widget=forms.PasswordInput,
+        label=_("Initial password"),
+        required=False,
+        widget=forms.PasswordInput,
         help_text=_("Leave empty to send an invitation link instead."),
     )
 
@@ -160,5 +178,7 @@ class ProfileForm(forms.ModelForm):
 
         value = self.cleaned_data["time_zone"]
         if value not in zoneinfo.available_timezones():
-            raise forms.ValidationError(_("Choose a time zone such as Asia/Tokyo or Europe/London."))
+            raise forms.ValidationError(
+                _("Choose a time zone such as Asia/Tokyo or Europe/London.")
+            )
         return value

@@ -52,7 +52,9 @@ def member_list(request: HttpRequest) -> HttpResponse:
         .select_related("user")
         .order_by("user__full_name")
     )
-    return render(request, "records/member_list.html", {"members": members, "add_form": MemberAddForm()})
+    return render(
+        request, "records/member_list.html", {"members": members, "add_form": MemberAddForm()}
+    )
 
 
 @admin_required
@@ -62,8 +64,11 @@ def member_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         added = member_add(
-            organization=organization, email=data["email"], full_name=data["full_name"],
-            role=data["role"], password=data["password"] or None,
+            organization=organization,
+            email=data["email"],
+            full_name=data["full_name"],
+            role=data["role"],
+            password=data["password"] or None,
         )
         if data["password"]:
             messages.success(request, _("%(name)s can now sign in.") % {"name": added.user})
@@ -71,7 +76,9 @@ def member_create(request: HttpRequest) -> HttpResponse:
             link = invitation_link(request, added.user)
             send_mail(
                 _("You are invited to RecruitMail"),
-                _("%(admin)s invited you to %(org)s on RecruitMail. Choose your password here: %(link)s")
+                _(
+                    "%(admin)s invited you to %(org)s on RecruitMail. Choose your password here: %(link)s"
+                )
                 % {"admin": request.user, "org": organization, "link": link},
                 None,
                 [added.user.email],
@@ -81,7 +88,9 @@ def member_create(request: HttpRequest) -> HttpResponse:
                 _("Invitation sent to %(email)s. You can also give them this link: %(link)s")
                 % {"email": added.user.email, "link": link},
             )
-        logger.info("member added: org=%s user=%s by=%s", organization.pk, added.user.pk, request.user.pk)
+        logger.info(
+            "member added: org=%s user=%s by=%s", organization.pk, added.user.pk, request.user.pk
+        )
         return redirect("member_list")
     return render(request, "records/member_form.html", {"form": form})
 
@@ -89,7 +98,9 @@ def member_create(request: HttpRequest) -> HttpResponse:
 @admin_required
 def member_edit(request: HttpRequest, pk: int) -> HttpResponse:
     organization = membership_of(request).organization
-    member = get_object_or_404(Membership.objects.select_related("user"), organization=organization, pk=pk)
+    member = get_object_or_404(
+        Membership.objects.select_related("user"), organization=organization, pk=pk
+    )
     form = MemberRoleForm(request.POST or None, instance=member)
     if request.method == "POST" and form.is_valid():
         if member.user == request.user and form.cleaned_data["role"] != member.role:
@@ -105,7 +116,9 @@ def member_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def member_toggle_active(request: HttpRequest, pk: int) -> HttpResponse:
     organization = membership_of(request).organization
-    member = get_object_or_404(Membership.objects.select_related("user"), organization=organization, pk=pk)
+    member = get_object_or_404(
+        Membership.objects.select_related("user"), organization=organization, pk=pk
+    )
     if member.user == request.user:
         messages.error(request, _("You cannot deactivate yourself."))
     else:

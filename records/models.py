@@ -52,7 +52,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(_("email address"), unique=True)
     full_name = models.CharField(_("name"), max_length=200)
     language = models.CharField(
-        _("language"), max_length=8, blank=True, choices=settings.LANGUAGES,
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=settings.LANGUAGES,
         help_text=_("Leave empty to follow the browser."),
     )
     time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
@@ -87,8 +90,12 @@ class Role(models.TextChoices):
 class Membership(models.Model):
     """A user's place in one organisation, with a role. A user belongs to one organisation."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.RECRUITER)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -137,12 +144,17 @@ class Record(models.Model):
     kind = models.CharField(max_length=16, choices=RecordKind.choices, editable=False)
     display_name = models.CharField(_("name"), max_length=300, editable=False, db_index=True)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_records",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="owned_records",
         verbose_name=_("owner"),
     )
     share_emails = models.BooleanField(
-        _("share emails"), default=False,
-        help_text=_("Colleagues see this record's mail from mailboxes that use the Custom permission."),
+        _("share emails"),
+        default=False,
+        help_text=_(
+            "Colleagues see this record's mail from mailboxes that use the Custom permission."
+        ),
     )
     notes = models.TextField(_("notes"), blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -156,26 +168,27 @@ class Record(models.Model):
     def __str__(self) -> str:
         return self.display_name
 
-    def specific(self) -> Client | Contact | Candidate:
-        return {
-            RecordKind.CLIENT: lambda: self.client,
-            RecordKind.CONTACT: lambda: self.contact,
-            RecordKind.CANDIDATE: lambda: self.candidate,
-        }[RecordKind(self.kind)]()
-
-    def get_absolute_url(self) -> str:
-        return reverse(f"records:{self.kind}_detail", args=[self.pk])
-
     KIND: str = ""
-
-    def compute_display_name(self) -> str:
-        return self.display_name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.display_name = self.compute_display_name()
         if self.KIND:
             self.kind = self.KIND
         super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse(f"records:{self.kind}_detail", args=[self.pk])
+
+    def specific(self) -> Client | Contact | Candidate:
+        """This record as its Client, Contact or Candidate."""
+        return {
+            RecordKind.CLIENT: lambda: self.client,
+            RecordKind.CONTACT: lambda: self.contact,
+            RecordKind.CANDIDATE: lambda: self.candidate,
+        }[RecordKind(self.kind)]()
+
+    def compute_display_name(self) -> str:
+        return self.display_name
 
 
 class Client(Record):
@@ -212,7 +225,11 @@ class Contact(Person, Record):
 
     # Named "company" because Record already has the reverse accessor "client" (its Client row).
     company = models.ForeignKey(
-        Client, on_delete=models.SET_NULL, null=True, blank=True, related_name="contacts",
+        Client,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="contacts",
         verbose_name=_("client"),
     )
     job_title = models.CharField(_("job title"), max_length=200, blank=True)

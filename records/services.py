@@ -36,7 +36,9 @@ class AddressTaken(Exception):
         self.record = record
 
 
-def organization_create(*, name: str, admin_email: str, admin_name: str, admin_password: str) -> Membership:
+def organization_create(
+    *, name: str, admin_email: str, admin_name: str, admin_password: str
+) -> Membership:
     """Create an organisation with its first admin."""
     with transaction.atomic():
         organization = Organization.objects.create(name=name)
@@ -45,7 +47,12 @@ def organization_create(*, name: str, admin_email: str, admin_name: str, admin_p
 
 
 def member_add(
-    *, organization: Organization, email: str, full_name: str, role: str, password: str | None = None
+    *,
+    organization: Organization,
+    email: str,
+    full_name: str,
+    role: str,
+    password: str | None = None,
 ) -> Membership:
     """Add a user to ``organization``. Without a password the user sets one through an invitation link."""
     with transaction.atomic():
@@ -112,7 +119,10 @@ def _address_claim(*, record: Record, address: str) -> None:
         # and must leave the outer transaction usable to roll back cleanly.
         with transaction.atomic():
             RecordAddress.objects.create(
-                organization_id=record.organization_id, record=record, kind=record.kind, address=address
+                organization_id=record.organization_id,
+                record=record,
+                kind=record.kind,
+                address=address,
             )
     except IntegrityError as exc:
         raise AddressTaken(address, record) from exc

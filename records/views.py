@@ -44,7 +44,11 @@ def record_list(request: HttpRequest, kind: str) -> HttpResponse:
         model.objects.filter(pk__in=visible.values("pk"))
         .select_related("owner")
         .prefetch_related(
-            Prefetch("addresses", queryset=RecordAddress.objects.current().order_by("added_at"), to_attr="current_addresses")
+            Prefetch(
+                "addresses",
+                queryset=RecordAddress.objects.current().order_by("added_at"),
+                to_attr="current_addresses",
+            )
         )
         .order_by("display_name", "pk")
     )
@@ -72,7 +76,12 @@ def _record_form_view(request: HttpRequest, kind: str, instance: Any | None) -> 
     model = RECORD_MODELS[kind]
     form_class = RECORD_FORMS[model]
     initial = {} if instance else {"owner": request.user.pk}
-    form = form_class(request.POST or None, instance=instance, initial=initial, organization=membership.organization)
+    form = form_class(
+        request.POST or None,
+        instance=instance,
+        initial=initial,
+        organization=membership.organization,
+    )
     if request.method == "POST" and form.is_valid():
         try:
             record = record_save(
@@ -90,7 +99,9 @@ def _record_form_view(request: HttpRequest, kind: str, instance: Any | None) -> 
             messages.success(request, _("Saved %(name)s.") % {"name": record.display_name})
             return redirect(record.get_absolute_url())
     return render(
-        request, "records/record_form.html", {"kind": kind, "model": model, "form": form, "record": instance}
+        request,
+        "records/record_form.html",
+        {"kind": kind, "model": model, "form": form, "record": instance},
     )
 
 

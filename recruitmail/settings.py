@@ -27,7 +27,9 @@ def _read(name: str, cast, default):  # type: ignore[no-untyped-def]
     try:
         return cast(name, default=default)
     except (ValueError, TypeError, ImproperlyConfigured) as exc:
-        raise ImproperlyConfigured(f"Environment variable {name} has an invalid value: {exc}") from exc
+        raise ImproperlyConfigured(
+            f"Environment variable {name} has an invalid value: {exc}"
+        ) from exc
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -100,6 +102,11 @@ TEMPLATES = [
 DATABASES = {
     "default": _read("DATABASE_URL", env.db_url, f"sqlite:///{DATA_DIR / 'recruitmail.sqlite3'}")
 }
+_SUPPORTED_ENGINES = ("django.db.backends.sqlite3", "django.db.backends.postgresql")
+if DATABASES["default"].get("ENGINE") not in _SUPPORTED_ENGINES:
+    raise ImproperlyConfigured(
+        "Environment variable DATABASE_URL must start with postgres:// or sqlite:///."
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {

@@ -7,7 +7,11 @@ from records import member_views
 
 urlpatterns = [
     path("", member_views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password/",
@@ -23,7 +27,9 @@ urlpatterns = [
     path("members/", member_views.member_list, name="member_list"),
     path("members/new/", member_views.member_create, name="member_create"),
     path("members/<int:pk>/", member_views.member_edit, name="member_edit"),
-    path("members/<int:pk>/active/", member_views.member_toggle_active, name="member_toggle_active"),
+    path(
+        "members/<int:pk>/active/", member_views.member_toggle_active, name="member_toggle_active"
+    ),
     path("", include("records.urls")),
     path("mail/", include("mailboxes.urls")),
 ]

@@ -15,7 +15,7 @@ class Permission(models.TextChoices):
     PRIVATE = "private", _("Private (only me)")
     ADMIN = "admin", _("Admin (record mail shared with admins)")
     PUBLIC = "public", _("Public (record mail shared with everyone)")
-    CUSTOM = "custom", _("Custom (mail of records whose \"share emails\" is ticked)")
+    CUSTOM = "custom", _('Custom (mail of records whose "share emails" is ticked)')
 
 
 class MailboxSharing(models.Model):
@@ -23,14 +23,18 @@ class MailboxSharing(models.Model):
 
     mailbox = models.OneToOneField(Mailbox, on_delete=models.CASCADE, related_name="sharing")
     permission = models.CharField(
-        _("who else sees this mailbox's mail"), max_length=8, choices=Permission.choices,
+        _("who else sees this mailbox's mail"),
+        max_length=8,
+        choices=Permission.choices,
         default=Permission.PRIVATE,
     )
     consolidate_client_mail = models.BooleanField(
-        _("consolidate all client emails"), default=False,
+        _("consolidate all client emails"),
+        default=False,
     )
     locked = models.BooleanField(
-        _("locked by an admin"), default=False,
+        _("locked by an admin"),
+        default=False,
         help_text=_("The owner cannot switch a locked mailbox to Private."),
     )
     updated_at = models.DateTimeField(default=timezone.now)
@@ -42,7 +46,9 @@ class MailboxSharing(models.Model):
 class ExcludedDomain(models.Model):
     """Public mailboxes do not share mail with a correspondent in this domain or its subdomains."""
 
-    sharing = models.ForeignKey(MailboxSharing, on_delete=models.CASCADE, related_name="excluded_domains")
+    sharing = models.ForeignKey(
+        MailboxSharing, on_delete=models.CASCADE, related_name="excluded_domains"
+    )
     domain = models.CharField(max_length=253)
 
     class Meta:

@@ -50,8 +50,17 @@ class DovecotLayout:
         return self.root / "dovecot.stderr"
 
     @property
-    def passwd_file(self) -> Path:
-        return self.root / "users.passwd"
+    def auth_dict_config_file(self) -> Path:
+        return self.root / "auth-dict.conf.ext"
+
+    @property
+    def auth_dir(self) -> Path:
+        # The passdb: one small JSON file per user, read afresh by every login.
+        return self.root / "auth"
+
+    def password_file(self, user: str) -> Path:
+        # Where the "passdb/%u" key of the fs:posix dict lives under auth_dir.
+        return self.auth_dir / "passdb" / user
 
     @property
     def mail_root(self) -> Path:
@@ -115,16 +124,19 @@ ssl_min_protocol = TLSv1.2
 # when someone changes "listen".
 disable_plaintext_auth = no
 auth_mechanisms = plain login
-# Keep names exactly as given: the passwd-file and the Maildir paths use them verbatim.
+# Keep names exactly as given: the passdb files and the Maildir paths use them verbatim.
 auth_username_format = %u
-# Dovecot waits 2 s before answering a wrong password; tests of rejected passwords must not.
+# Dovecot waits 2 s before answering a wrong password; with 0 the answer comes at its next
+# check of the delayed failures, within 0.5 s.
 auth_failure_delay = 0
+# No cache: a password changed by add_user() counts at the very next login.
 auth_cache_size = 0
 
+# Not passwd-file: Dovecot stats it at most once a second, so a user added in the same
+# second as another login would be unknown. The fs:posix dict reads one file per lookup.
 passdb {{
-  driver = passwd-file
-  # Re-read whenever its mtime or size changes: users can be added while running.
-  args = scheme=PLAIN {layout.passwd_file}
+  driver = dict
+  args = {layout.auth_dict_config_file}
 }}
 userdb {{
   driver = static
@@ -141,6 +153,15 @@ pop3_no_flag_updates = yes
 # Sizes come from the ",S=" and ",W=" parts of the file names deliver() writes.
 pop3_fast_size_lookups = yes
 mail_max_userip_connections = 100
+
+# Dovecot delays every login from an IP that failed recently (2 s, doubling up to 15 s),
+# which would let one wrong-password test slow down every later test. Mode 0 disables
+# the anvil listener, so the auth process finds no socket and turns the penalty off.
+service anvil {{
+{no_chroot}  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 
 service pop3-login {{
 {no_chroot}  inet_listener pop3 {{
@@ -165,7 +186,23 @@ service pop3-login-nostls {{
   }}
 }}
 """
-    if not layout.running_as_root:
-        # Without root anvil cannot chroot either.
-        text += "service anvil {\n  chroot =\n}\n"
     return text
+
+
+def render_auth_dict_config(layout: DovecotLayout) -> str:
+    """Return the dict passdb settings: one JSON file per user under ``layout.auth_dir``.
+
+    Each file holds ``{"password": "{PLAIN}..."}``; the explicit scheme keeps a password that
+    starts with ``{`` from being read as a scheme name. A missing file is an unknown user,
+    which Dovecot answers like a wrong password.
+    """
+    return f"""\
+uri = fs:posix:prefix={layout.auth_dir}/
+default_pass_scheme = PLAIN
+iterate_disable = yes
+key passdb {{
+  key = passdb/%u
+  format = json
+}}
+passdb_objects = passdb
+"""

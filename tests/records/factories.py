@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import factory
 
-from records.models import Candidate, Client, Contact, Membership, Organization, RecordAddress, Role, User
+from records.models import (
+    Candidate,
+    Client,
+    Contact,
+    Membership,
+    Organization,
+    RecordAddress,
+    Role,
+    User,
+)
 
 TEST_PASSWORD = "correct horse battery staple"
 
@@ -44,9 +53,7 @@ class _RecordFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     organization = factory.SubFactory(OrganizationFactory)
-    owner = factory.LazyAttribute(
-        lambda o: MembershipFactory(organization=o.organization).user
-    )
+    owner = factory.LazyAttribute(lambda o: MembershipFactory(organization=o.organization).user)
 
     @factory.post_generation
     def addresses(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:

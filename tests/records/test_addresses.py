@@ -21,9 +21,20 @@ def test_normalises_case_and_idn(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "taro", "taro@", "@example.com", "a@@example.com", "taro yamada@example.com",
-            "taro@localhost", "taro@-bad-.example", "taro..y@example.com", ".taro@example.com",
-            "x" * 250 + "@example.com"],
+    "bad",
+    [
+        "",
+        "taro",
+        "taro@",
+        "@example.com",
+        "a@@example.com",
+        "taro yamada@example.com",
+        "taro@localhost",
+        "taro@-bad-.example",
+        "taro..y@example.com",
+        ".taro@example.com",
+        "x" * 250 + "@example.com",
+    ],
 )
 def test_rejects_what_is_not_an_address(bad: str) -> None:
     with pytest.raises(InvalidAddress):

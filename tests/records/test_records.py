@@ -10,22 +10,32 @@ from tests.records.factories import CandidateFactory, ClientFactory, ContactFact
 pytestmark = pytest.mark.django_db
 
 KINDS = [RecordKind.CANDIDATE, RecordKind.CONTACT, RecordKind.CLIENT]
-FACTORIES = {RecordKind.CANDIDATE: CandidateFactory, RecordKind.CONTACT: ContactFactory, RecordKind.CLIENT: ClientFactory}
+FACTORIES = {
+    RecordKind.CANDIDATE: CandidateFactory,
+    RecordKind.CONTACT: ContactFactory,
+    RecordKind.CLIENT: ClientFactory,
+}
 
 
 def test_create_candidate_normalises_and_stores_addresses(team: Team) -> None:
     client = team.client_for(team.owner)
     response = client.post(
         reverse("records:candidate_create"),
-        {"first_name": "太郎", "last_name": "山田", "owner": team.owner.pk,
-         "addresses": "Taro.Yamada@Example.JP\ntaro@例え.jp, taro.yamada@example.jp"},
+        {
+            "first_name": "太郎",
+            "last_name": "山田",
+            "owner": team.owner.pk,
+            "addresses": "Taro.Yamada@Example.JP\ntaro@例え.jp, taro.yamada@example.jp",
+        },
     )
     candidate = Candidate.objects.get(organization=team.organization)
     assert response.status_code == 302
     assert response["Location"] == candidate.get_absolute_url()
     assert candidate.display_name == "太郎 山田"
     assert sorted(candidate.addresses.values_list("address", flat=True)) == [
-        "taro.yamada@example.jp", "taro@xn--r8jz45g.jp"]
+        "taro.yamada@example.jp",
+        "taro@xn--r8jz45g.jp",
+    ]
     page = client.get(candidate.get_absolute_url())
     assert "taro.yamada@example.jp" in page.content.decode()
 
@@ -38,8 +48,16 @@ def test_create_candidate_normalises_and_stores_addresses(team: Team) -> None:
         ({"last_name": ""}, "last_name", "This field is required"),
     ],
 )
-def test_candidate_form_errors_keep_typing(team: Team, post: dict, field: str, message: str) -> None:
-    data = {"first_name": "Keep", "last_name": "Me", "owner": team.owner.pk, "addresses": "", **post}
+def test_candidate_form_errors_keep_typing(
+    team: Team, post: dict, field: str, message: str
+) -> None:
+    data = {
+        "first_name": "Keep",
+        "last_name": "Me",
+        "owner": team.owner.pk,
+        "addresses": "",
+        **post,
+    }
     response = team.client_for(team.owner).post(reverse("records:candidate_create"), data)
     assert response.status_code == 200
     form = response.context["form"]
@@ -49,40 +67,68 @@ def test_candidate_form_errors_keep_typing(team: Team, post: dict, field: str, m
 
 
 def test_duplicate_address_on_another_record_is_a_form_error(team: Team) -> None:
-    taken = CandidateFactory(organization=team.organization, owner=team.owner, addresses=["dup@example.com"])
+    taken = CandidateFactory(
+        organization=team.organization, owner=team.owner, addresses=["dup@example.com"]
+    )
     response = team.client_for(team.owner).post(
         reverse("records:candidate_create"),
-        {"first_name": "New", "last_name": "Person", "owner": team.owner.pk, "addresses": "DUP@example.com"},
+        {
+            "first_name": "New",
+            "last_name": "Person",
+            "owner": team.owner.pk,
+            "addresses": "DUP@example.com",
+        },
     )
     assert response.status_code == 200
     assert f"dup@example.com already belongs to {taken.display_name}" in response.content.decode()
     # The same address on a record of another kind, or in another organisation, is fine.
     ContactFactory(organization=team.organization, owner=team.owner, addresses=["dup@example.com"])
-    CandidateFactory(organization=team.other_organization, owner=team.outsider, addresses=["dup@example.com"])
+    CandidateFactory(
+        organization=team.other_organization, owner=team.outsider, addresses=["dup@example.com"]
+    )
 
 
 def test_removed_address_stays_in_history(team: Team) -> None:
-    candidate = CandidateFactory(organization=team.organization, owner=team.owner, addresses=["old@example.com"])
+    candidate = CandidateFactory(
+        organization=team.organization, owner=team.owner, addresses=["old@example.com"]
+    )
     client = team.client_for(team.owner)
     response = client.post(
         reverse("records:candidate_edit", args=[candidate.pk]),
-        {"first_name": candidate.first_name, "last_name": candidate.last_name, "owner": team.owner.pk,
-         "addresses": "new@example.com"},
+        {
+            "first_name": candidate.first_name,
+            "last_name": candidate.last_name,
+            "owner": team.owner.pk,
+            "addresses": "new@example.com",
+        },
     )
     assert response.status_code == 302
     rows = {row.address: row.removed_at for row in RecordAddress.objects.filter(record=candidate)}
     assert rows["old@example.com"] is not None and rows["new@example.com"] is None
     assert "removed" in client.get(candidate.get_absolute_url()).content.decode()
     # A removed address is free for another record, and re-adding it makes it current again.
-    other = CandidateFactory(organization=team.organization, owner=team.owner, addresses=["old@example.com"])
+    other = CandidateFactory(
+        organization=team.organization, owner=team.owner, addresses=["old@example.com"]
+    )
     assert RecordAddress.objects.current().get(address="old@example.com").record_id == other.pk
 
 
-def test_list_search_by_name_and_address_with_paging(team: Team, django_assert_max_num_queries) -> None:
+def test_list_search_by_name_and_address_with_paging(
+    team: Team, django_assert_max_num_queries
+) -> None:
     for i in range(30):
-        CandidateFactory(organization=team.organization, owner=team.owner, last_name=f"Tanaka{i:02d}",
-                         addresses=[f"tanaka{i}@example.jp"])
-    CandidateFactory(organization=team.organization, owner=team.owner, last_name="Sato", addresses=["sato@corp.example"])
+        CandidateFactory(
+            organization=team.organization,
+            owner=team.owner,
+            last_name=f"Tanaka{i:02d}",
+            addresses=[f"tanaka{i}@example.jp"],
+        )
+    CandidateFactory(
+        organization=team.organization,
+        owner=team.owner,
+        last_name="Sato",
+        addresses=["sato@corp.example"],
+    )
     client = team.client_for(team.teammate)
     with django_assert_max_num_queries(8):
         first = client.get(reverse("records:candidate_list"))
@@ -97,14 +143,21 @@ def test_list_search_by_name_and_address_with_paging(team: Team, django_assert_m
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_other_organisations_records_are_404(team: Team, kind: str) -> None:
-    record = FACTORIES[kind](organization=team.organization, owner=team.owner, addresses=[f"{kind}@example.com"])
+    record = FACTORIES[kind](
+        organization=team.organization, owner=team.owner, addresses=[f"{kind}@example.com"]
+    )
     outsider = team.client_for(team.outsider)
     for name in ("detail", "edit"):
         assert outsider.get(reverse(f"records:{kind}_{name}", args=[record.pk])).status_code == 404
     listing = outsider.get(reverse(f"records:{kind}_list"))
     assert listing.status_code == 200
     assert record.display_name not in listing.content.decode()
-    assert outsider.post(reverse(f"records:{kind}_edit", args=[record.pk]), {"last_name": "X", "name": "X"}).status_code == 404
+    assert (
+        outsider.post(
+            reverse(f"records:{kind}_edit", args=[record.pk]), {"last_name": "X", "name": "X"}
+        ).status_code
+        == 404
+    )
     record.refresh_from_db()
     assert record.display_name != "X"
 

@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--admin-email", required=True)
         parser.add_argument("--admin-name", required=True)
         parser.add_argument(
-            "--password-env", metavar="VARIABLE",
+            "--password-env",
+            metavar="VARIABLE",
             help="Read the admin's password from this environment variable instead of prompting.",
         )
 
@@ -37,7 +38,9 @@ class Command(BaseCommand):
         if options["password_env"]:
             password = os.environ.get(options["password_env"], "")
             if not password:
-                raise CommandError(f"Environment variable {options['password_env']} is empty or not set.")
+                raise CommandError(
+                    f"Environment variable {options['password_env']} is empty or not set."
+                )
         else:
             password = getpass.getpass("Admin password: ")
             if password != getpass.getpass("Admin password (again): "):
@@ -47,7 +50,10 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         membership = organization_create(
-            name=options["name"], admin_email=email, admin_name=options["admin_name"], admin_password=password
+            name=options["name"],
+            admin_email=email,
+            admin_name=options["admin_name"],
+            admin_password=password,
         )
         self.stdout.write(
             self.style.SUCCESS(f"Created {membership.organization.name} with admin {email}.")

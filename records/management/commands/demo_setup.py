@@ -24,13 +24,18 @@ class Command(BaseCommand):
         if admin is None:
             with transaction.atomic():
                 membership = organization_create(
-                    name=DEMO_ORGANIZATION, admin_email=ADMIN_EMAIL, admin_name="Aiko Admin",
+                    name=DEMO_ORGANIZATION,
+                    admin_email=ADMIN_EMAIL,
+                    admin_name="Aiko Admin",
                     admin_password=DEMO_PASSWORD,
                 )
                 organization = membership.organization
                 recruiter = member_add(
-                    organization=organization, email=RECRUITER_EMAIL, full_name="Ren Recruiter",
-                    role=Role.RECRUITER, password=DEMO_PASSWORD,
+                    organization=organization,
+                    email=RECRUITER_EMAIL,
+                    full_name="Ren Recruiter",
+                    role=Role.RECRUITER,
+                    password=DEMO_PASSWORD,
                 ).user
                 self._records(organization, membership.user, recruiter)
         self.stdout.write(
@@ -42,22 +47,40 @@ class Command(BaseCommand):
     def _records(self, organization: Organization, admin: User, recruiter: User) -> None:
         acme = record_save(
             record=Client(name="Acme Corporation", website="https://acme.example", owner=admin),
-            addresses=["jobs@acme.example"], organization=organization,
+            addresses=["jobs@acme.example"],
+            organization=organization,
         )
         record_save(
             record=Client(name="株式会社サンプル", owner=recruiter),
-            addresses=["saiyo@sample.example.jp"], organization=organization,
+            addresses=["saiyo@sample.example.jp"],
+            organization=organization,
         )
         record_save(
-            record=Contact(first_name="Hana", last_name="Suzuki", company=acme, job_title="HR Manager", owner=admin),
-            addresses=["hana.suzuki@acme.example"], organization=organization,
+            record=Contact(
+                first_name="Hana",
+                last_name="Suzuki",
+                company=acme,
+                job_title="HR Manager",
+                owner=admin,
+            ),
+            addresses=["hana.suzuki@acme.example"],
+            organization=organization,
         )
         record_save(
-            record=Candidate(first_name="太郎", last_name="山田", headline="Backend engineer", owner=recruiter),
-            addresses=["taro.yamada@example.jp"], organization=organization,
+            record=Candidate(
+                first_name="太郎", last_name="山田", headline="Backend engineer", owner=recruiter
+            ),
+            addresses=["taro.yamada@example.jp"],
+            organization=organization,
         )
         record_save(
-            record=Candidate(first_name="Emily", last_name="Clark", headline="Product designer", owner=admin,
-                             share_emails=True),
-            addresses=["emily.clark@example.com", "emily@clark.example"], organization=organization,
+            record=Candidate(
+                first_name="Emily",
+                last_name="Clark",
+                headline="Product designer",
+                owner=admin,
+                share_emails=True,
+            ),
+            addresses=["emily.clark@example.com", "emily@clark.example"],
+            organization=organization,
         )
