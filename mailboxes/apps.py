@@ -5,3 +5,6 @@ from django.apps import AppConfig
 
 class MailboxesConfig(AppConfig):
     name = "mailboxes"
+
+    def ready(self) -> None:
+        from mailboxes import linking  # noqa: F401  (connects the record_addresses_added receiver)

@@ -20,9 +20,10 @@ forbidden              link-local (169.254/16, fe80::/10),      never
 public                 everything else                          always
 =====================  =======================================  ===============================
 
-IPv6 addresses that carry an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible
-``::a.b.c.d``, 6to4 ``2002::/16`` and NAT64 ``64:ff9b::/96``) are judged by the IPv4 address
-inside. Legacy numeric spellings that ``inet_aton`` accepts (``2130706433``, ``0x7f000001``,
+IPv6 addresses that carry an IPv4 address are judged by the IPv4 address inside: an
+IPv4-mapped one (``::ffff:a.b.c.d``) falls in that address's category; an IPv4-compatible
+(``::a.b.c.d``), 6to4 (``2002::/16``) or NAT64 (``64:ff9b::/96``) one is public when the
+address inside is public and forbidden otherwise. Legacy numeric spellings that ``inet_aton`` accepts (``2130706433``, ``0x7f000001``,
 ``0177.0.0.1``, ``127.1``) are decoded and judged like the dotted address they mean.
 
 DNS rebinding: the caller must connect to the addresses returned here (``open_checked_socket``)
@@ -234,9 +235,10 @@ def _category(address: IPAddress) -> str:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             inner = _category(embedded)
-            # Mapped and compatible forms reach the IPv4 host itself; 6to4 and NAT64 go
-            # through a relay, so a non-public address inside them is never allowed.
-            if address.ipv4_mapped is not None or int(address) >> 32 == 0:
+            # A mapped address reaches the IPv4 host itself, so it is what it wraps. The other
+            # forms (deprecated compatible, 6to4, NAT64) go through translation or relays; a
+            # non-public address inside them is never a mail server we should reach.
+            if address.ipv4_mapped is not None:
                 return inner
             return inner if inner == "public" else "forbidden"
     if address in _METADATA_ADDRESSES:

@@ -119,6 +119,9 @@ class Mailbox(models.Model):
     first_import_newest = models.PositiveIntegerField(
         _("number of newest messages"), null=True, blank=True
     )
+    # True until a poll has applied the first-import scope to what is on the server; set again
+    # when the owner widens the scope, so the next poll re-applies it to what was left out.
+    first_import_pending = models.BooleanField(default=True, editable=False)
 
     is_active = models.BooleanField(_("active"), default=False)
     status = models.CharField(

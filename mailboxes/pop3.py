@@ -288,6 +288,15 @@ class Pop3Session:
         lines = self._long(f"RETR {_message_number(number)}")
         return b"".join(line + b"\r\n" for line in lines)
 
+    def top(self, number: int, lines: int = 0) -> bytes:
+        """TOP (RFC 1939 §7, optional): the message's header and its first ``lines`` body lines.
+
+        Used to read headers (Date, Subject) without downloading a message."""
+        if lines < 0:
+            raise ValueError("TOP needs a line count of 0 or more")
+        header_lines = self._long(f"TOP {_message_number(number)} {int(lines)}")
+        return b"".join(line + b"\r\n" for line in header_lines)
+
     # -- changing --------------------------------------------------------------------------
 
     def delete(self, number: int) -> None:

@@ -46,11 +46,18 @@ def mailbox_update(*, mailbox: Mailbox, settings_data: dict[str, Any]) -> Mailbo
         settings_data.get(field, getattr(mailbox, field)) != getattr(mailbox, field)
         for field in ("pop3_host", "pop3_port", "pop3_username", "pop3_security")
     )
+    scope_fields = ("first_import_scope", "first_import_since", "first_import_newest")
+    scope_changed = any(
+        field in settings_data and settings_data[field] != getattr(mailbox, field)
+        for field in scope_fields
+    )
     for field, value in settings_data.items():
         setattr(mailbox, field, value)
     if server_changed and mailbox.status == MailboxStatus.AUTH_FAILED:
         _resume_polling(mailbox)
     mailbox.save()
+    if scope_changed:
+        mailbox_widen_import_scope(mailbox=mailbox, settings_data={})
     return mailbox
 
 
@@ -111,3 +118,31 @@ def mailbox_set_smtp_password(*, mailbox: Mailbox, password: str) -> Mailbox:
 def mailbox_delete(*, mailbox: Mailbox) -> None:
     """Remove the account. Its mail stays in the hub, owned by the same user."""
     mailbox.delete()
+
+
+def quarantine_retry(*, mailbox: Mailbox, server_message_ids: list[int]) -> int:
+    """Send quarantined messages back to the queue: the next poll tries them again."""
+    from mailboxes.models import ServerMessage, ServerMessageState
+
+    count = ServerMessage.objects.filter(
+        mailbox=mailbox, pk__in=server_message_ids, state=ServerMessageState.QUARANTINED
+    ).update(state=ServerMessageState.FAILED, failures=0)
+    if count:
+        Mailbox.objects.filter(pk=mailbox.pk).update(next_poll_at=timezone.now())
+    return count
+
+
+def mailbox_widen_import_scope(*, mailbox: Mailbox, settings_data: dict[str, Any]) -> Mailbox:
+    """Change the first-import scope; what it left out is evaluated again on the next poll."""
+    from mailboxes.models import ServerMessage, ServerMessageState
+
+    with transaction.atomic():
+        for field, value in settings_data.items():
+            setattr(mailbox, field, value)
+        mailbox.first_import_pending = True
+        mailbox.next_poll_at = timezone.now()
+        mailbox.save()
+        ServerMessage.objects.filter(
+            mailbox=mailbox, state=ServerMessageState.OUT_OF_SCOPE
+        ).delete()
+    return mailbox

@@ -18,7 +18,9 @@ from mailboxes.forms import (
     MailboxCreateForm,
     MailboxSettingsForm,
 )
-from mailboxes.models import Mailbox
+from mailboxes.models import Mailbox, ServerMessageState
+from mailboxes.pop3 import test_pop3_connection
+from mailboxes.tasks import poll_enqueue
 from mailboxes.providers import PROVIDERS
 from mailboxes.services import (
     mailbox_activate,
@@ -27,6 +29,7 @@ from mailboxes.services import (
     mailbox_set_pop3_password,
     mailbox_set_smtp_password,
     mailbox_update,
+    quarantine_retry,
 )
 from records.access import member_required, membership_of
 
@@ -87,9 +90,51 @@ def mailbox_add(request: HttpRequest) -> HttpResponse:
 def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     reports = mailbox.poll_reports.all()[:10]
+    quarantined = mailbox.server_messages.filter(state=ServerMessageState.QUARANTINED).order_by("first_seen_at")[:100]
     return render(
-        request, "mailboxes/mailbox_detail.html", {"mailbox": mailbox, "reports": reports}
+        request, "mailboxes/mailbox_detail.html",
+        {"mailbox": mailbox, "reports": reports, "quarantined": quarantined},
     )
+
+
+@member_required
+@require_POST
+def mailbox_fetch_now(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    if mailbox.is_polling_stopped:
+        messages.error(request, _("Polling is stopped because the server rejected the password. Change the incoming password first."))
+    elif not mailbox.is_active:
+        messages.error(request, _("Only the active mailbox is polled. Make this mailbox active first."))
+    else:
+        poll_enqueue(mailbox=mailbox)
+        messages.success(request, _("Fetching mail now. The report below updates when it is done."))
+    return redirect("mailboxes:detail", pk=mailbox.pk)
+
+
+@member_required
+@require_POST
+def mailbox_test_connection(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    result = test_pop3_connection(
+        host=mailbox.pop3_host, port=mailbox.pop3_port, security=mailbox.pop3_security,
+        username=mailbox.pop3_username, password=mailbox.pop3_password(),
+        accept_self_signed=mailbox.accept_self_signed,
+    )
+    if result.ok:
+        messages.success(request, result.message)
+    else:
+        messages.error(request, result.message)
+    return redirect("mailboxes:detail", pk=mailbox.pk)
+
+
+@member_required
+@require_POST
+def mailbox_quarantine_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    ids = [int(value) for value in request.POST.getlist("server_message") if value.isdigit()]
+    count = quarantine_retry(mailbox=mailbox, server_message_ids=ids)
+    messages.success(request, _("%(count)d messages will be tried again on the next poll.") % {"count": count})
+    return redirect("mailboxes:detail", pk=mailbox.pk)
 
 
 @member_required

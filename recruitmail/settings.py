@@ -201,6 +201,13 @@ CELERY_TASK_TIME_LIMIT = MAIL_POLL_LEASE_SECONDS
 CELERY_TASK_ALWAYS_EAGER = _read("CELERY_TASK_ALWAYS_EAGER", env.bool, False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 MAIL_SCHEDULER_TICK_SECONDS = _positive_int("MAIL_SCHEDULER_TICK_SECONDS", 10)
+CELERY_BEAT_SCHEDULE = {
+    "enqueue-due-polls": {
+        "task": "mailboxes.enqueue_due_polls",
+        "schedule": float(MAIL_SCHEDULER_TICK_SECONDS),
+        "options": {"expires": float(MAIL_SCHEDULER_TICK_SECONDS)},
+    },
+}
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 

@@ -11,7 +11,7 @@ from django.test import Client as HttpClient
 from records.models import Membership, Organization, Role, User
 from tests.records.factories import TEST_PASSWORD, MembershipFactory, OrganizationFactory
 
-pytest_plugins = ["tests.peers.fixtures"]
+pytest_plugins = ["tests.peers.fixtures", "tests.peers.fault_fixtures"]
 
 
 @dataclass

@@ -79,8 +79,9 @@ class TestCertificateAuthority:
         not_before, not_after = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
         if kind == "expired":
             # Expired a month ago, after a validity period that was otherwise normal.
-            not_before, not_after = now - datetime.timedelta(days=90), now - datetime.timedelta(
-                days=30
+            not_before, not_after = (
+                now - datetime.timedelta(days=90),
+                now - datetime.timedelta(days=30),
             )
         dns_names, ip_addresses = [LOCAL_HOSTNAME], [LOCAL_IP]
         if kind == "wrong_host":
@@ -105,9 +106,7 @@ class TestCertificateAuthority:
             .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
             )

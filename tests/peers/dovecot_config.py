@@ -1,12 +1,18 @@
-"""The dovecot.conf of a private test instance (see ``tests/peers/dovecot.py``).
+"""The files of a private test Dovecot: where they live, who owns them, and its dovecot.conf.
 
-Kept apart from the process handling so the settings, and why each is there, read in one place.
-The file is standalone: it includes nothing from /etc/dovecot, so the machine's own Dovecot
-configuration (or its absence) never changes what the tests see.
+Kept apart from the process handling in ``tests/peers/dovecot.py`` so the settings, and why
+each is there, read in one place. The generated dovecot.conf is standalone: it includes
+nothing from /etc/dovecot, so the machine's own Dovecot configuration (or its absence) never
+changes what the tests see.
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +28,9 @@ class DovecotLayout:
     mail_uid: int
     mail_gid: int
     # Accounts for Dovecot's internal and login processes. As root these are Debian's
-    # "dovecot" and "dovenull"; as an ordinary user all three are that user.
+    # "dovecot" (user and group) and "dovenull"; as an ordinary user, that user and its group.
     internal_user: str
+    internal_group: str
     login_user: str
     running_as_root: bool
 
@@ -104,10 +111,9 @@ shutdown_clients = yes
 log_path = {layout.log_file}
 log_timestamp = "%Y-%m-%d %H:%M:%S "
 auth_verbose = yes
-# One log line per failed handshake: the certificate tests read why a client gave up.
-verbose_ssl = yes
 
 default_internal_user = {layout.internal_user}
+default_internal_group = {layout.internal_group}
 default_login_user = {layout.login_user}
 # Dovecot refuses to run mail processes as root or as a uid outside this range.
 first_valid_uid = {mail_uid}
@@ -174,6 +180,8 @@ service pop3-login {{
 }}
 """
     if not plain_pop3_stls:
+        # A new service has no default chroot: give it the one pop3-login has by default.
+        login_chroot = no_chroot or "  chroot = login\n"
         text += f"""
 # The plain port without STLS (see render_config's docstring).
 service pop3-login-nostls {{
@@ -181,7 +189,7 @@ service pop3-login-nostls {{
   protocol = pop3
   type = login
   user = $default_login_user
-{no_chroot or "  chroot = login\n"}  inet_listener pop3-nostls {{
+{login_chroot}  inet_listener pop3-nostls {{
     port = {pop3_port}
   }}
 }}
@@ -206,3 +214,98 @@ key passdb {{
 }}
 passdb_objects = passdb
 """
+
+
+INSTALL_HINT = "run scripts/install-test-peers.sh as root (Debian's dovecot-core, dovecot-pop3d)"
+_FOLDER_PREFIX = "rm-dovecot-"
+# Holds the pid of the process that made the folder, for _remove_abandoned_folders().
+_OWNER_FILE = "owner.pid"
+
+
+def find_dovecot_binary() -> Path:
+    """Return the path of ``dovecot``, or raise ``RuntimeError`` saying how to install it."""
+    search_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    found = shutil.which("dovecot", path=search_path)
+    if found is None:
+        raise RuntimeError(f"the dovecot binary is missing: {INSTALL_HINT}")
+    return Path(found)
+
+
+def make_scratch_folder() -> Path:
+    """Create the folder of a new instance (see the module docstring of ``dovecot.py``)."""
+    scratch = _scratch_parent()
+    _remove_abandoned_folders(scratch)
+    root = Path(tempfile.mkdtemp(prefix=_FOLDER_PREFIX, dir=scratch))
+    (root / _OWNER_FILE).write_text(str(os.getpid()))
+    return root
+
+
+def make_layout(root: Path) -> DovecotLayout:
+    """The paths and accounts of an instance in ``root``, for root or for an ordinary user.
+
+    Raises ``RuntimeError`` when, as root, Debian's dovecot accounts are missing.
+    """
+    instance_name = f"recruitmail-test-{root.name.rsplit('-', 1)[-1]}"
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.getuid())
+        return DovecotLayout(
+            root=root,
+            instance_name=instance_name,
+            mail_user=me.pw_name,
+            mail_uid=me.pw_uid,
+            mail_gid=me.pw_gid,
+            internal_user=me.pw_name,
+            internal_group=grp.getgrgid(me.pw_gid).gr_name,
+            login_user=me.pw_name,
+            running_as_root=False,
+        )
+    try:
+        # Debian's dovecot-core creates "dovecot" and "dovenull"; "nobody" is always there.
+        for account in ("dovecot", "dovenull"):
+            pwd.getpwnam(account)
+        grp.getgrnam("dovecot")
+        mail = pwd.getpwnam("nobody")
+        mail_gid = grp.getgrnam("nogroup").gr_gid
+    except KeyError as missing:
+        raise RuntimeError(f"system account {missing} is missing: {INSTALL_HINT}") from None
+    return DovecotLayout(
+        root=root,
+        instance_name=instance_name,
+        mail_user=mail.pw_name,
+        mail_uid=mail.pw_uid,
+        mail_gid=mail_gid,
+        internal_user="dovecot",
+        internal_group="dovecot",
+        login_user="dovenull",
+        running_as_root=True,
+    )
+
+
+def _scratch_parent() -> str:
+    """tmpfs when the machine has it (``dovecot.py``'s docstring says why), else /tmp."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return "/tmp"
+
+
+def _remove_abandoned_folders(parent: str) -> None:
+    """Delete the folders of instances whose test process died without cleaning up.
+
+    A pytest killed with SIGKILL takes Dovecot with it (``--pdeathsig``) but leaves its
+    folder, which on tmpfs holds memory. Folders of live processes, and folders whose owner
+    file is not written yet, are left alone.
+    """
+    for folder in Path(parent).glob(f"{_FOLDER_PREFIX}*"):
+        try:
+            owner = int((folder / _OWNER_FILE).read_text())
+            os.kill(owner, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # no owner file yet, or a process of another user: not ours to judge
+
+
+def internal_gid(layout: DovecotLayout) -> int:
+    """The group id that Dovecot's auth process runs with: it must read the passdb files."""
+    return grp.getgrnam(layout.internal_group).gr_gid

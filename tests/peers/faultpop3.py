@@ -23,6 +23,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,7 +38,8 @@ class Faults:
     stall_at: str | None = None  # before answering this command (or "GREETING"), go silent
     stall_seconds: float = 0.0
     stall_mid_retr: bool = False  # with stall_at="RETR": send half the message, then go silent
-    # Reply this line instead of the normal answer. Key: "PASS", or "RETR 2" for one message.
+    # Reply this line instead of the normal answer. Key: "PASS", "RETR 2" for one message, or
+    # "GREETING" for the first line the server sends.
     err_on: dict[str, str] = field(default_factory=dict)
     no_uidl: bool = False  # UIDL answers -ERR and CAPA does not list it
     no_capa: bool = False  # CAPA answers -ERR (a pre-RFC 2449 server)
@@ -65,7 +67,7 @@ class FaultPop3Server:
         self,
         *,
         username: str = "alice",
-        password: str = "secret",
+        password: str = "secret",  # noqa: S107 - a test server's test account
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
     ) -> None:
@@ -73,12 +75,14 @@ class FaultPop3Server:
         self.password = password
         self.tls_context = tls_context
         self.implicit_tls = implicit_tls
+        self.ca_file: str | None = None  # set by the fixture: the CA that verifies the cert
         self.faults = Faults()
         self.host = "127.0.0.1"
         self.port = 0
         self.commands: list[str] = []
         self.deleted_uids: list[str] = []
-        self.sessions_started = 0
+        self.connections = 0  # TCP connections accepted (a refused host check makes none)
+        self.sessions_started = 0  # successful logins
         self._stored: list[_Stored] = []
         self._keys = itertools.count(1)
         self._state = threading.Lock()  # guards the mailbox, the logs and the maildrop lock
@@ -104,6 +108,17 @@ class FaultPop3Server:
         with self._state:
             return [(stored.uid, stored.raw) for stored in self._stored]
 
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until every session has ended (and so committed, or not, what it would)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._state:
+                if not self._clients:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("a fault POP3 session is still open")
+            time.sleep(0.005)
+
     # -- running ----------------------------------------------------------------------------
 
     def start(self) -> FaultPop3Server:
@@ -117,7 +132,12 @@ class FaultPop3Server:
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name="fault-pop3", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one interval
+            name="fault-pop3",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -172,12 +192,20 @@ def long_line_message(length: int = 100_000) -> bytes:
 
 
 def stuffed(raw: bytes) -> bytes:
-    """``raw`` as a RETR body: RFC 1939 §3 dot-stuffing, CRLF line ends, "." terminator."""
-    body = raw if raw.endswith(CRLF) else raw + CRLF
-    lines = body[:-2].split(CRLF)
-    return b"".join((b"." + line if line.startswith(b".") else line) + CRLF for line in lines) + (
-        b"." + CRLF
-    )
+    """``raw`` as a RETR body: RFC 1939 §3 dot-stuffing and the "." terminator.
+
+    Line ends are sent as stored, so a message stored with bare LF goes out like a sloppy
+    server would send it; a last line without an end gets CRLF.
+    """
+    lines = [line if line.endswith(b"\n") else line + CRLF for line in _split_on_lf(raw)]
+    return b"".join(b"." + line if line.startswith(b".") else line for line in lines) + b"." + CRLF
+
+
+def _split_on_lf(raw: bytes) -> list[bytes]:
+    # Not bytes.splitlines(): that also splits on a lone CR, \x0b, \x0c and more.
+    parts = raw.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    return lines + ([parts[-1]] if parts[-1] else [])
 
 
 class _HangUp(Exception):
@@ -201,13 +229,17 @@ class _Session:
 
     def run(self) -> None:
         self.sock.settimeout(30)  # never hold a thread forever when a test forgets a client
+        # A reply is often two writes (status line, then body): without this, Nagle's algorithm
+        # and the client's delayed ACK add ~40 ms to every command.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server._state:
             self.server._clients.add(self.raw_sock)
+            self.server.connections += 1
         try:
             if self.server.implicit_tls:
                 self._start_tls()
             self._stall("GREETING")
-            self._send(b"+OK FaultPOP3 ready")
+            self._send(self.faults.err_on.get("GREETING", "+OK FaultPOP3 ready").encode())
             while True:
                 line = self.reader.readline(4096)
                 if not line:
@@ -332,6 +364,9 @@ class _Session:
             # RFC 1939 §6: only now, in the UPDATE state, are marked messages removed.
             gone = self.marked | (self.retrieved if self.faults.gmail_quit else set())
             self.server._commit([self.messages[n - 1] for n in sorted(gone)])
+            # Unlock before answering, so a client that connects again at once finds it free.
+            self.server._release()
+            self.messages = None
         self._send(b"+OK Bye")
         raise _HangUp  # the commit is done: closing now loses nothing
 
