@@ -87,7 +87,9 @@ class MimePart(Message):
         RFC 2045 section 6: base64, quoted-printable, 7bit, 8bit, binary; x-uuencode too, as
         old mailers send it. An unknown encoding leaves the bytes as they are.
         """
-        payload = self._payload
+        # Not get_payload(): for a body with 8-bit bytes it returns text decoded with the
+        # declared charset and errors replaced, and we need the bytes to decode them better.
+        payload = self._payload  # type: ignore[attr-defined]
         if isinstance(payload, bytes):
             data = payload
         elif isinstance(payload, str):
@@ -167,6 +169,8 @@ def _decode_uu(data: bytes) -> tuple[bytes, list[str]]:
 # --- Parsing ------------------------------------------------------------------------------
 
 _POLICY = _RawHeaderPolicy(message_factory=MimePart)
+# For re-creating a contained message: CRLF line ends, and no re-folding of its headers.
+_EML_POLICY = _POLICY.clone(linesep="\r\n", max_line_length=0)
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
@@ -242,10 +246,19 @@ def message_bytes(part: MimePart) -> tuple[bytes, str | None]:
     try:
         for contained in payload:
             if isinstance(contained, Message):
-                out.write(contained.as_bytes(policy=_POLICY.clone(linesep="\r\n")))
+                out.write(contained.as_bytes(policy=_EML_POLICY))
     except (errors.MessageError, RecursionError, UnicodeError, LookupError, ValueError) as exc:
         return b"", f"the attached message could not be re-created ({type(exc).__name__})"
-    return out.getvalue(), None
+    data = out.getvalue()
+    # RFC 2046 section 5.2.1 allows only 7bit, 8bit or binary here, but some mailers encode
+    # the contained message anyway; the parser then read the encoded text as a message.
+    encoding = _transfer_encoding(part.get("content-transfer-encoding"))
+    if encoding == "base64":
+        # Base64 lines hold no ":", so the parser saw no headers: ``data`` is the encoded text.
+        data, _ = decode_base64(data)
+    elif encoding == "quoted-printable":
+        data = binascii.a2b_qp(data)
+    return data, None
 
 
 # --- Describing defects -------------------------------------------------------------------

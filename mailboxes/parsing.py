@@ -86,7 +86,9 @@ class ParsedMessage:
     attachments: list[ParsedAttachment]
     defects: list[str]  # human-readable descriptions of everything that went wrong
     snippet: str  # first ~200 characters of text_body, white space collapsed
-    unparsed: bool = False  # True when nothing could be read: only the raw bytes are worth showing
+    # True only when the last-resort catch-all produced this result: every other field is
+    # then empty, and the importer stores the message raw as "could not be parsed".
+    unparsed: bool = False
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -233,24 +235,28 @@ class _Parse:
         (self.html if is_html else self.plain).append(storable(text))
 
     def _attach_message(self, part: MimePart, where: str, filename: str) -> None:
-        """RFC 2046 section 5.2: a contained message is kept whole, as an .eml attachment."""
+        """RFC 2046 section 5.2: a contained message is kept whole, as an .eml attachment.
+
+        Other message/* parts (a bounce's delivery-status) are kept as text attachments.
+        """
         payload, problem = message_bytes(part)
         if problem:
             self.defects.append(where + problem)
-        if not filename:
+        content_type = _content_type(part, "message")
+        is_message = content_type in ("message/rfc822", "message/global")
+        if not filename and is_message:
             contained = part.get_payload()
             inner = contained[0] if isinstance(contained, list) and contained else None
             subject = ""
             if isinstance(inner, MimePart) and inner.get("subject") is not None:
-                subject = decode_header_text(inner["subject"]).text
+                subject = _PATH_SEPARATORS.sub("_", decode_header_text(inner["subject"]).text)
             filename = _safe_filename(f"{single_line(subject, 100) or 'message'}.eml")
-        content_id = _content_id(part.get("content-id"))
         self._attach(
             ParsedAttachment(
-                filename=filename,
-                content_type=_content_type(part, "message"),
+                filename=filename or f"{content_type.partition('/')[2]}.txt",
+                content_type=content_type,
                 payload=payload,
-                content_id=content_id,
+                content_id=_content_id(part.get("content-id")),
                 is_inline=part.disposition.value == "inline",
             )
         )

@@ -8,6 +8,7 @@ A value that cannot be read fails at start with a message naming the variable.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,9 @@ if DATABASES["default"].get("ENGINE") not in _SUPPORTED_ENGINES:
         "Environment variable DATABASE_URL must start with postgres:// or sqlite:///."
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, for the test database: tests start real worker processes on it.
+    # One per test run (process id), so that concurrent runs never share one.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-recruitmail-{os.getpid()}.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 30,

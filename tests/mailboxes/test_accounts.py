@@ -232,3 +232,49 @@ def test_someone_elses_mailbox_is_404(team: Team, intruder: str) -> None:
         mailbox.name not in client.get(reverse("mailboxes:list")).content.decode()
         or intruder == "owner"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_test_connection_reports_in_plain_words(team: Team, pop3_account, mail_settings) -> None:  # type: ignore[no-untyped-def]
+    from tests.mailboxes.conftest import mailbox_for
+
+    mailbox = mailbox_for(pop3_account, team.owner)
+    client = team.client_for(team.owner)
+    ok = client.post(reverse("mailboxes:test_connection", args=[mailbox.pk]), follow=True)
+    assert ok.status_code == 200
+    page = ok.content.decode()
+    assert "flash-success" in page
+    mailbox.set_pop3_password("definitely-wrong")
+    mailbox.save()
+    bad = client.post(reverse("mailboxes:test_connection", args=[mailbox.pk]), follow=True).content.decode()
+    assert "flash-error" in bad and "password" in bad.lower()
+    assert "definitely-wrong" not in bad and "-ERR" not in bad
+
+
+def test_fetch_now_refuses_while_paused_for_a_rejected_password(team: Team) -> None:
+    mailbox = MailboxFactory(owner=team.owner, status=MailboxStatus.AUTH_FAILED)
+    page = team.client_for(team.owner).post(reverse("mailboxes:fetch_now", args=[mailbox.pk]), follow=True)
+    assert "Change the incoming password first" in page.content.decode()
+
+
+def test_quarantine_is_shown_and_retried(team: Team) -> None:
+    from mailboxes.models import ServerMessage, ServerMessageState
+
+    mailbox = MailboxFactory(owner=team.owner)
+    row = ServerMessage.objects.create(
+        mailbox=mailbox, uid="u1", uid_hash="h1", state=ServerMessageState.QUARANTINED, failures=3,
+        last_error="the message could not be stored",
+    )
+    foreign = MailboxFactory(owner=team.teammate)
+    other_row = ServerMessage.objects.create(
+        mailbox=foreign, uid="u2", uid_hash="h2", state=ServerMessageState.QUARANTINED, failures=3
+    )
+    client = team.client_for(team.owner)
+    assert "could not be stored" in client.get(reverse("mailboxes:detail", args=[mailbox.pk])).content.decode()
+    # A tampered post naming another user's row changes nothing there.
+    client.post(reverse("mailboxes:quarantine_retry", args=[mailbox.pk]),
+                {"server_message": [row.pk, other_row.pk, "junk"]})
+    row.refresh_from_db()
+    other_row.refresh_from_db()
+    assert (row.state, row.failures) == (ServerMessageState.FAILED, 0)
+    assert other_row.state == ServerMessageState.QUARANTINED
