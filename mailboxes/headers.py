@@ -268,7 +268,8 @@ def parse_addresses(raw: str | None, header: str) -> tuple[list[Correspondent], 
 # Lists of "name <addr>" and bare addresses, with nothing that needs RFC 5322's full grammar
 # (quoted strings, comments, groups, escapes): most headers, read without the stdlib's slow
 # tokenizer. Anything else goes to email.utils.getaddresses.
-_SIMPLE_ENTRY = re.compile(r"\s*(?:([^<>]*?)\s*<\s*([^<>\s]*)\s*>|([^<>\s]+))\s*")
+# (Each part of the pattern consumes what the next cannot, so it runs in linear time.)
+_SIMPLE_ENTRY = re.compile(r"([^<>]*)<([^<>]*)>\s*|\s*([^<>\s]+)\s*")
 _NEEDS_FULL_GRAMMAR = re.compile(r'["()\\:;]')
 _WHITE_SPACE = re.compile(r"\s+")
 
@@ -281,15 +282,34 @@ def _split_addresses(text: str) -> list[tuple[str, str]]:
             if not entry.strip():
                 continue
             match = _SIMPLE_ENTRY.fullmatch(entry)
-            if match is None:
+            if match is None or (match[2] is not None and len(match[2].split()) > 1):
                 break
             if match[3] is not None:
                 pairs.append(("", match[3]))
             else:
-                pairs.append((_WHITE_SPACE.sub(" ", match[1]), match[2]))
+                pairs.append((_WHITE_SPACE.sub(" ", match[1]).strip(), match[2].strip()))
         else:
             return pairs
+    if text.count("(") > _MAX_COMMENT_DEPTH and _comment_depth(text) > _MAX_COMMENT_DEPTH:
+        # The stdlib reads nested comments recursively and raises RecursionError on a few
+        # hundred "("; no real header nests them, so read the parentheses as spaces.
+        text = text.replace("(", " ").replace(")", " ")
     return getaddresses([text])
+
+
+_MAX_COMMENT_DEPTH = 20
+
+
+def _comment_depth(text: str) -> int:
+    """How deeply RFC 5322 comments nest in ``text`` (quoted strings are not told apart)."""
+    depth = deepest = 0
+    for character in text:
+        if character == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character == ")" and depth:
+            depth -= 1
+    return deepest
 
 
 def _address_text(address: str) -> str | None:

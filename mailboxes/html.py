@@ -115,7 +115,7 @@ def sanitize_html(source: str) -> SanitizedHtml:
         url = attribute[2].strip()
         scheme = url[:8].lower()
         if scheme.startswith("cid:"):
-            return f'{attribute[1]}src="{url}"'
+            return f'{attribute[1]}src="cid:{url[4:]}"'  # the scheme lower-cased for the viewer
         if scheme.startswith(("http://", "https://")):
             remote = True
             return f'{attribute[1]}src="" data-remote-src="{url}"'

@@ -113,10 +113,13 @@ def _transfer_encoding(raw: str | None) -> str:
     """The mechanism named by a Content-Transfer-Encoding value, lower-cased, comment-free."""
     if not raw:
         return ""
-    words = re.sub(r"\([^)]*\)", " ", raw).replace('"', " ").split()
+    # Bounded first: the comment pattern is quadratic on a long run of unclosed "(".
+    words = re.sub(r"\([^)]*\)", " ", raw[:_MAX_ENCODING_LENGTH]).replace('"', " ").split()
     return words[0].lower() if words else ""
 
 
+_MAX_ENCODING_LENGTH = 200
+_MAX_BASE64_BLOCKS = 1000
 _BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/=]*")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _PADDING_THEN_DATA = re.compile(rb"(?<==)(?=[A-Za-z0-9+/])")
@@ -134,8 +137,11 @@ def decode_base64(data: bytes) -> tuple[bytes, list[str]]:
     if not _BASE64_TEXT.fullmatch(compact):
         compact = _NOT_BASE64.sub(b"", compact)
         defects.append("base64 content held characters outside the alphabet, which were skipped")
+    blocks = _PADDING_THEN_DATA.split(compact)
+    if len(blocks) > _MAX_BASE64_BLOCKS:  # not concatenated encodings but "=" noise
+        blocks = [compact.replace(b"=", b"")]
     decoded = bytearray()
-    for block in _PADDING_THEN_DATA.split(compact):
+    for block in blocks:
         letters = block.rstrip(b"=")
         if b"=" in letters:
             letters = letters.replace(b"=", b"")

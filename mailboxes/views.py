@@ -20,7 +20,6 @@ from mailboxes.forms import (
 )
 from mailboxes.models import Mailbox, ServerMessageState
 from mailboxes.pop3 import test_pop3_connection
-from mailboxes.tasks import poll_enqueue
 from mailboxes.providers import PROVIDERS
 from mailboxes.services import (
     mailbox_activate,
@@ -31,6 +30,7 @@ from mailboxes.services import (
     mailbox_update,
     quarantine_retry,
 )
+from mailboxes.tasks import poll_enqueue
 from records.access import member_required, membership_of
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,12 @@ def mailbox_add(request: HttpRequest) -> HttpResponse:
 def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     reports = mailbox.poll_reports.all()[:10]
-    quarantined = mailbox.server_messages.filter(state=ServerMessageState.QUARANTINED).order_by("first_seen_at")[:100]
+    quarantined = mailbox.server_messages.filter(state=ServerMessageState.QUARANTINED).order_by(
+        "first_seen_at"
+    )[:100]
     return render(
-        request, "mailboxes/mailbox_detail.html",
+        request,
+        "mailboxes/mailbox_detail.html",
         {"mailbox": mailbox, "reports": reports, "quarantined": quarantined},
     )
 
@@ -102,9 +105,16 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def mailbox_fetch_now(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     if mailbox.is_polling_stopped:
-        messages.error(request, _("Polling is stopped because the server rejected the password. Change the incoming password first."))
+        messages.error(
+            request,
+            _(
+                "Polling is stopped because the server rejected the password. Change the incoming password first."
+            ),
+        )
     elif not mailbox.is_active:
-        messages.error(request, _("Only the active mailbox is polled. Make this mailbox active first."))
+        messages.error(
+            request, _("Only the active mailbox is polled. Make this mailbox active first.")
+        )
     else:
         poll_enqueue(mailbox=mailbox)
         messages.success(request, _("Fetching mail now. The report below updates when it is done."))
@@ -116,8 +126,11 @@ def mailbox_fetch_now(request: HttpRequest, pk: int) -> HttpResponse:
 def mailbox_test_connection(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     result = test_pop3_connection(
-        host=mailbox.pop3_host, port=mailbox.pop3_port, security=mailbox.pop3_security,
-        username=mailbox.pop3_username, password=mailbox.pop3_password(),
+        host=mailbox.pop3_host,
+        port=mailbox.pop3_port,
+        security=mailbox.pop3_security,
+        username=mailbox.pop3_username,
+        password=mailbox.pop3_password(),
         accept_self_signed=mailbox.accept_self_signed,
     )
     if result.ok:
@@ -133,7 +146,9 @@ def mailbox_quarantine_retry(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     ids = [int(value) for value in request.POST.getlist("server_message") if value.isdigit()]
     count = quarantine_retry(mailbox=mailbox, server_message_ids=ids)
-    messages.success(request, _("%(count)d messages will be tried again on the next poll.") % {"count": count})
+    messages.success(
+        request, _("%(count)d messages will be tried again on the next poll.") % {"count": count}
+    )
     return redirect("mailboxes:detail", pk=mailbox.pk)
 
 

@@ -111,7 +111,9 @@ if DATABASES["default"].get("ENGINE") not in _SUPPORTED_ENGINES:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, for the test database: tests start real worker processes on it.
     # One per test run (process id), so that concurrent runs never share one.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-recruitmail-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(DATA_DIR / f"test-recruitmail-{os.getpid()}.sqlite3")
+    }
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 30,

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any as SettingsWrapper
 
 import pytest
-from typing import Any as SettingsWrapper
 
 from mailboxes.models import Mailbox
 from tests.conftest import Team
@@ -13,7 +13,9 @@ from tests.peers.fixtures import Pop3Account
 
 
 @pytest.fixture
-def mail_settings(settings: SettingsWrapper, tmp_path: Path, dovecot: DovecotServer) -> SettingsWrapper:
+def mail_settings(
+    settings: SettingsWrapper, tmp_path: Path, dovecot: DovecotServer
+) -> SettingsWrapper:
     """Loopback mail hosts allowed, the test CA trusted, a private mail store."""
     settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
     settings.MAIL_CA_FILE = str(dovecot.ca_file)
@@ -25,12 +27,18 @@ def mail_settings(settings: SettingsWrapper, tmp_path: Path, dovecot: DovecotSer
 def mailbox_for(account: Pop3Account, owner, **fields) -> Mailbox:  # type: ignore[no-untyped-def]
     """A mailbox of ``owner`` on a Dovecot account, over implicit TLS."""
     return MailboxFactory(
-        owner=owner, pop3_host=account.host, pop3_port=account.pop3s_port, pop3_security="ssl",
-        pop3_username=account.user, password=account.password,
+        owner=owner,
+        pop3_host=account.host,
+        pop3_port=account.pop3s_port,
+        pop3_security="ssl",
+        pop3_username=account.user,
+        password=account.password,
         **fields,
     )
 
 
 @pytest.fixture
-def dovecot_mailbox(team: Team, pop3_account: Pop3Account, mail_settings: SettingsWrapper) -> Mailbox:
+def dovecot_mailbox(
+    team: Team, pop3_account: Pop3Account, mail_settings: SettingsWrapper
+) -> Mailbox:
     return mailbox_for(pop3_account, team.owner, email_address="owner@sakura.example")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 
 
 def make_message(
@@ -27,8 +27,10 @@ def make_message(
     if cc:
         message["Cc"] = cc
     message["Subject"] = subject
-    message["Date"] = format_datetime(date or datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc))
-    message["Message-ID"] = message_id if message_id is not None else make_msgid(domain="example.jp")
+    message["Date"] = format_datetime(date or datetime(2026, 11, 20, 9, 30, tzinfo=UTC))
+    message["Message-ID"] = (
+        message_id if message_id is not None else make_msgid(domain="example.jp")
+    )
     if in_reply_to:
         message["In-Reply-To"] = in_reply_to
     if references:

@@ -246,14 +246,18 @@ def test_test_connection_reports_in_plain_words(team: Team, pop3_account, mail_s
     assert "flash-success" in page
     mailbox.set_pop3_password("definitely-wrong")
     mailbox.save()
-    bad = client.post(reverse("mailboxes:test_connection", args=[mailbox.pk]), follow=True).content.decode()
+    bad = client.post(
+        reverse("mailboxes:test_connection", args=[mailbox.pk]), follow=True
+    ).content.decode()
     assert "flash-error" in bad and "password" in bad.lower()
     assert "definitely-wrong" not in bad and "-ERR" not in bad
 
 
 def test_fetch_now_refuses_while_paused_for_a_rejected_password(team: Team) -> None:
     mailbox = MailboxFactory(owner=team.owner, status=MailboxStatus.AUTH_FAILED)
-    page = team.client_for(team.owner).post(reverse("mailboxes:fetch_now", args=[mailbox.pk]), follow=True)
+    page = team.client_for(team.owner).post(
+        reverse("mailboxes:fetch_now", args=[mailbox.pk]), follow=True
+    )
     assert "Change the incoming password first" in page.content.decode()
 
 
@@ -262,7 +266,11 @@ def test_quarantine_is_shown_and_retried(team: Team) -> None:
 
     mailbox = MailboxFactory(owner=team.owner)
     row = ServerMessage.objects.create(
-        mailbox=mailbox, uid="u1", uid_hash="h1", state=ServerMessageState.QUARANTINED, failures=3,
+        mailbox=mailbox,
+        uid="u1",
+        uid_hash="h1",
+        state=ServerMessageState.QUARANTINED,
+        failures=3,
         last_error="the message could not be stored",
     )
     foreign = MailboxFactory(owner=team.teammate)
@@ -270,10 +278,15 @@ def test_quarantine_is_shown_and_retried(team: Team) -> None:
         mailbox=foreign, uid="u2", uid_hash="h2", state=ServerMessageState.QUARANTINED, failures=3
     )
     client = team.client_for(team.owner)
-    assert "could not be stored" in client.get(reverse("mailboxes:detail", args=[mailbox.pk])).content.decode()
+    assert (
+        "could not be stored"
+        in client.get(reverse("mailboxes:detail", args=[mailbox.pk])).content.decode()
+    )
     # A tampered post naming another user's row changes nothing there.
-    client.post(reverse("mailboxes:quarantine_retry", args=[mailbox.pk]),
-                {"server_message": [row.pk, other_row.pk, "junk"]})
+    client.post(
+        reverse("mailboxes:quarantine_retry", args=[mailbox.pk]),
+        {"server_message": [row.pk, other_row.pk, "junk"]},
+    )
     row.refresh_from_db()
     other_row.refresh_from_db()
     assert (row.state, row.failures) == (ServerMessageState.FAILED, 0)

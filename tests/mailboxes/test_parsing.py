@@ -6,6 +6,7 @@ cases below must each be handled where they happen, not rescued by the catch-all
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import random
 import re
@@ -283,8 +284,11 @@ def test_message_ids_without_brackets_and_prose() -> None:
     ],
 )
 def test_dates_are_aware(raw: str, expected: datetime) -> None:
-    assert parse_date(raw) == (expected, None)
-    assert parse_date(raw)[0].tzinfo is not None  # type: ignore[union-attr]
+    date, defect = parse_date(raw)
+
+    assert defect is None
+    assert date is not None and date.tzinfo is not None
+    assert (date, date.utcoffset()) == (expected, expected.utcoffset())
 
 
 @pytest.mark.parametrize("raw", ["2024/07/01 10:00", "31 Feb 2024 10:00:00 +0000", "x", ""])
@@ -349,6 +353,39 @@ def test_alternatives_give_both_bodies_and_attachments_keep_their_roles() -> Non
     assert (photo.payload, photo.content_id, photo.is_inline) == (PNG, "photo@example.jp", True)
     resume = attachment(message, "resume.pdf")  # "../../etc/resume.pdf" lost its directories
     assert (resume.payload, resume.is_inline) == (PDF, False)
+
+
+def test_bounce_parts_become_text_attachments() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@example.jp\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n"
+        b"--r\r\nContent-Type: text/plain\r\n\r\nDelivery failed\r\n"
+        b"--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; example.jp\r\n\r\nFinal-Recipient: rfc822; a@example.jp\r\n"
+        b"Status: 5.1.1\r\n\r\n--r--\r\n"
+    )
+
+    message = parse(raw)
+
+    status = attachment(message, "delivery-status.txt")
+    assert status.content_type == "message/delivery-status"
+    assert b"Status: 5.1.1" in status.payload
+    assert message.text_body.strip() == "Delivery failed"
+
+
+def test_base64_encoded_contained_message_is_decoded() -> None:
+    """RFC 2046 forbids encoding message/rfc822; some mailers do it anyway."""
+    inner = b"From: c@example.com\r\nSubject: inner\r\n\r\nhello\r\n"
+    raw = (
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n"
+        b"--q\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(inner).replace(b"\n", b"\r\n")
+        + b"--q--\r\n"
+    )
+
+    (forwarded,) = parse(raw).attachments
+
+    assert forwarded.payload == inner
 
 
 def test_contained_message_becomes_an_eml_attachment() -> None:
@@ -417,7 +454,7 @@ def test_html_only_message_is_sanitised_and_remote_images_blocked() -> None:
 
 
 def test_html_without_remote_images() -> None:
-    raw = b'Content-Type: text/html; charset=utf-8\r\n\r\n<p>Hi <img src="cid:a@b"></p>'
+    raw = b'Content-Type: text/html; charset=utf-8\r\n\r\n<p>Hi <img src="CID:a@b"></p>'
 
     message = parse(raw)
 

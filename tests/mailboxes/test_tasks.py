@@ -51,9 +51,23 @@ def celery_worker_process(mail_settings, tmp_path: Path) -> Iterator[subprocess.
     log_path = tmp_path / "worker.log"
     with log_path.open("w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "recruitmail", "worker", "--pool=solo",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "recruitmail",
+                "worker",
+                "--pool=solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield worker
@@ -73,10 +87,15 @@ def _wait_for(condition, timeout: float = 45.0) -> bool:  # type: ignore[no-unty
 
 
 def test_beat_task_enqueues_due_mailboxes_and_a_worker_imports(
-    team: Team, pop3_account: Pop3Account, dovecot_mailbox: Mailbox, celery_worker_process: subprocess.Popen
+    team: Team,
+    pop3_account: Pop3Account,
+    dovecot_mailbox: Mailbox,
+    celery_worker_process: subprocess.Popen,
 ) -> None:
     pop3_account.deliver(make_message(subject="via the scheduler"))
-    Mailbox.objects.filter(pk=dovecot_mailbox.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
+    Mailbox.objects.filter(pk=dovecot_mailbox.pk).update(
+        next_poll_at=timezone.now() - timedelta(seconds=1)
+    )
     assert enqueue_due_polls() == 1
     assert enqueue_due_polls() == 0  # already enqueued: not twice
     assert _wait_for(lambda: Message.objects.filter(subject="via the scheduler").exists())
@@ -86,10 +105,15 @@ def test_beat_task_enqueues_due_mailboxes_and_a_worker_imports(
 
 
 def test_fetch_now_enqueues_a_poll(
-    team: Team, pop3_account: Pop3Account, dovecot_mailbox: Mailbox, celery_worker_process: subprocess.Popen
+    team: Team,
+    pop3_account: Pop3Account,
+    dovecot_mailbox: Mailbox,
+    celery_worker_process: subprocess.Popen,
 ) -> None:
     pop3_account.deliver(make_message(subject="fetched now"))
-    response = team.client_for(team.owner).post(reverse("mailboxes:fetch_now", args=[dovecot_mailbox.pk]))
+    response = team.client_for(team.owner).post(
+        reverse("mailboxes:fetch_now", args=[dovecot_mailbox.pk])
+    )
     assert response.status_code == 302
     assert _wait_for(lambda: Message.objects.filter(subject="fetched now").exists())
     detail = team.client_for(team.owner).get(reverse("mailboxes:detail", args=[dovecot_mailbox.pk]))
