@@ -153,15 +153,22 @@ def _cp932_vendor_fallback(error: UnicodeError) -> tuple[str, int]:
     if not isinstance(error, UnicodeDecodeError):
         raise error
     data, start = error.object, error.start
-    if start + 1 < len(data):
-        lead, trail = data[start], data[start + 1]
-        if 0xA1 <= lead <= 0xFE and 0xA1 <= trail <= 0xFE:
-            sjis = _jis_to_shift_jis(lead & 0x7F, trail & 0x7F)
-            try:
-                return sjis.decode("cp932"), start + 2
-            except UnicodeDecodeError:
-                return "\ufffd", start + 2  # keep the pairs aligned
+    pair = bytes(data[start : start + 2])
+    known = _VENDOR_CELLS.get(pair)
+    if known is not None:
+        return known, start + 2
+    if len(pair) == 2 and 0xA1 <= pair[0] <= 0xFE and 0xA1 <= pair[1] <= 0xFE:
+        try:
+            known = _jis_to_shift_jis(pair[0] & 0x7F, pair[1] & 0x7F).decode("cp932")
+        except UnicodeDecodeError:
+            known = "\ufffd"  # and skip the whole pair, to keep the pairs aligned
+        if len(_VENDOR_CELLS) < 1024:  # at most the 94 x 94 cells; bounded all the same
+            _VENDOR_CELLS[pair] = known
+        return known, start + 2
     return "\ufffd", start + 1
+
+
+_VENDOR_CELLS: dict[bytes, str] = {}
 
 
 codecs.register_error(_VENDOR_FALLBACK, _cp932_vendor_fallback)
@@ -169,10 +176,14 @@ codecs.register_error(_VENDOR_FALLBACK, _cp932_vendor_fallback)
 # Where CP932 (and so CP50220) maps a JIS X 0208 cell to another code point than the JIS table
 # does. Applied to the JIS X 0208 runs of ISO-2022-JP only, so that ISO-2022-JP and Shift_JIS
 # from the same Windows sender decode to the same text; tests check the list is complete.
-_JIS_TO_MICROSOFT = str.maketrans(
-    {"\u301c": "\uff5e", "\u2016": "\u2225", "\u2212": "\uff0d"}
-    | {"\u00a2": "\uffe0", "\u00a3": "\uffe1", "\u00ac": "\uffe2"}
-)
+_JIS_TO_MICROSOFT = {
+    "\u301c": "\uff5e",  # 〜 WAVE DASH → ～ FULLWIDTH TILDE
+    "\u2016": "\u2225",  # ‖ DOUBLE VERTICAL LINE → ∥ PARALLEL TO
+    "\u2212": "\uff0d",  # − MINUS SIGN → － FULLWIDTH HYPHEN-MINUS
+    "\u00a2": "\uffe0",  # ¢ → ￠
+    "\u00a3": "\uffe1",  # £ → ￡
+    "\u00ac": "\uffe2",  # ¬ → ￢
+}
 _TO_EUC = bytes(b | 0x80 if 0x21 <= b <= 0x7E else b for b in range(256))
 _KATAKANA_TO_CP932 = bytes(b + 0x80 if 0x21 <= b <= 0x5F else b for b in range(256))
 # RFC 1468 designations plus the JIS X 0201 katakana, JIS X 0212 and JIS X 0213 sets that
@@ -196,12 +207,12 @@ def decode_iso_2022_jp(data: bytes, *, strict: bool) -> str | None:
     """
     if strict and not data.isascii():
         return None
-    chunks = _JIS_ESCAPE.split(data)
-    as_euc = _as_euc_jp(chunks) if data.isascii() else None
+    as_euc = _as_euc_jp(data) if data.isascii() else None
     if as_euc is not None:
         # The common case, decoded in one codec call instead of one per run.
         text = decode_euc_jp(as_euc, strict=strict)
-        return None if text is None else text.translate(_JIS_TO_MICROSOFT)
+        return None if text is None else _as_microsoft(text)
+    chunks = _JIS_ESCAPE.split(data)
     pieces: list[str] = []
     designation = b"(B"
     for index, chunk in enumerate(chunks):
@@ -224,30 +235,32 @@ def decode_iso_2022_jp(data: bytes, *, strict: bool) -> str | None:
     return "".join(pieces)
 
 
-def _as_euc_jp(chunks: list[bytes]) -> bytes | None:
-    """Rewrite split 7-bit ISO-2022-JP as EUC-JP bytes; None if it uses other sets or stray ESC.
+_TWO_BYTE_RUN = re.compile(rb"\x1b\$[B@]([^\x1b]*)")
+_ONE_BYTE_DESIGNATION = re.compile(rb"\x1b(?:\([BJ]|&@)")
 
-    EUC-JP is the same code with the high bit set (JIS X 0208 pairs) or 0x8E in front (JIS
-    X 0201 katakana), so the rewrite is byte arithmetic, and ASCII and line ends pass through.
+
+def _as_euc_jp(data: bytes) -> bytes | None:
+    """Rewrite 7-bit ISO-2022-JP in ASCII and JIS X 0208 as EUC-JP; None if it uses more.
+
+    EUC-JP is the same code with the high bit set on the JIS X 0208 pairs, so the rewrite is
+    byte arithmetic (``_TO_EUC``) done by the regex engine, and ASCII and line ends pass
+    through. Other sets (katakana, JIS X 0212/0213) and unknown escapes return None.
     """
-    euc = bytearray()
-    designation = b"(B"
-    for index, chunk in enumerate(chunks):
-        if index % 2:
-            designation = chunk if chunk != b"&@" else designation
-            continue
-        if b"\x1b" in chunk:
-            return None
-        if designation in (b"(B", b"(J"):
-            euc += chunk
-        elif designation in (b"$B", b"$@"):
-            euc += chunk.translate(_TO_EUC)
-        elif designation == b"(I":
-            for byte in chunk:
-                euc += bytes((0x8E, byte | 0x80)) if 0x21 <= byte <= 0x5F else bytes((byte,))
-        else:
-            return None
-    return bytes(euc)
+    euc = _TWO_BYTE_RUN.sub(lambda run: run[1].translate(_TO_EUC), data)
+    euc = _ONE_BYTE_DESIGNATION.sub(b"", euc)
+    return None if b"\x1b" in euc else euc
+
+
+def _as_microsoft(text: str) -> str:
+    """Apply _JIS_TO_MICROSOFT to ``text``.
+
+    Six str.replace scans instead of str.translate: translate looks every character up in a
+    dict, which costs more than the whole parse of a long Japanese message.
+    """
+    for jis_form, microsoft_form in _JIS_TO_MICROSOFT.items():
+        if jis_form in text:
+            text = text.replace(jis_form, microsoft_form)
+    return text
 
 
 def _decode_jis_run(designation: bytes, chunk: bytes, *, lossy: bool = False) -> str | None:
@@ -264,7 +277,7 @@ def _decode_jis_run(designation: bytes, chunk: bytes, *, lossy: bool = False) ->
             # Line breaks inside a two-byte run are a common mailer bug; they stay ASCII
             # because _TO_EUC leaves bytes below 0x21 alone, so the pairs stay aligned.
             text = decode_euc_jp(chunk.translate(_TO_EUC), strict=not lossy)
-            return None if text is None else text.translate(_JIS_TO_MICROSOFT)
+            return None if text is None else _as_microsoft(text)
         # JIS X 0212 and 0213 runs are rare; CPython's own codecs know them.
         codec = "iso2022_jp_2" if designation == b"$(D" else "iso2022_jp_2004"
         return (b"\x1b" + designation + chunk + b"\x1b(B").decode(codec, errors)
@@ -273,6 +286,7 @@ def _decode_jis_run(designation: bytes, chunk: bytes, *, lossy: bool = False) ->
 
 
 def _looks_like_iso_2022_jp(data: bytes) -> bool:
+    """Whether 7-bit ``data`` designates a Japanese set (RFC 1468 escapes), whatever its label."""
     return b"\x1b$B" in data or b"\x1b$@" in data or b"\x1b(I" in data or b"\x1b$(" in data
 
 
@@ -389,16 +403,19 @@ _SUSPICIOUS = re.compile("[\uff61-\uff9f\ue000-\uf8ff\x80-\x9f]")
 
 
 def _suspicion(text: str) -> int:
+    """How many characters of ``text`` a wrong Japanese decoding typically produces."""
     return len(_SUSPICIOUS.findall(text))
 
 
 def _label(codec: str) -> str:
+    """The name a person knows ``codec`` by, for defect messages."""
     return {ISO_2022_JP: "ISO-2022-JP", EUC_JP: "EUC-JP", UTF_8: "UTF-8", "cp932": "CP932"}.get(
         codec, codec
     )
 
 
 def _relabel_defect(declared: str | None, actual: str) -> str:
+    """The defect for text that decoded as ``actual`` although labelled ``declared``."""
     return f"declared charset {str(declared)[:_MAX_LABEL_LENGTH]!r} but the text is {actual}"
 
 

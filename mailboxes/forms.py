@@ -12,6 +12,21 @@ from mailboxes.hostcheck import validate_host_syntax
 from mailboxes.models import DeletionPolicy, FirstImportScope, Mailbox, Security
 from mailboxes.providers import provider_for_address
 from records.addresses import InvalidAddress, normalize_address
+from sharing.models import Permission
+
+SHARING_CHOICES = [
+    (value, f"{label}: {help_text}")
+    for (value, label), help_text in zip(
+        Permission.choices,
+        [
+            _("only you"),
+            _("admins see your mail about records"),
+            _("everyone sees your mail about records"),
+            _("everyone sees the mail of records marked “share emails”"),
+        ],
+        strict=True,
+    )
+]
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +189,16 @@ class MailboxCreateForm(MailboxSettingsForm):
         label=_("Password"), help_text=_("If two-step sign-in is on, use an app password.")
     )
     smtp_password = PasswordField(label=_("Outgoing password"), required=False)
+    sharing_permission = forms.ChoiceField(
+        label=_("Who else sees this mailbox's mail"),
+        choices=SHARING_CHOICES,
+        initial="private",
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "Private is the default. You can change this later on the mailbox's Sharing page."
+        ),
+    )
     make_active = forms.BooleanField(
         label=_("Make this my active mailbox"),
         required=False,
@@ -183,6 +208,7 @@ class MailboxCreateForm(MailboxSettingsForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        data["sharing_permission"] = data.get("sharing_permission") or Permission.PRIVATE
         if not data.get("smtp_same_credentials") and not data.get("smtp_password"):
             self.add_error(
                 "smtp_password",

@@ -12,19 +12,16 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import getaddresses, parsedate_tz
-from functools import lru_cache
+from email.utils import parsedate_tz
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from mailboxes.charsets import UTF_8, decode_text, storable
-from records.addresses import try_normalize_address
 
 # RFC 5322 section 2.1.1: a line is at most 998 characters, so no single-line field (Subject,
 # a msg-id) can be longer; names are bounded for their database column.
 MAX_LINE_LENGTH = 998
 MAX_NAME_LENGTH = 255
-MAX_ADDRESSES_PER_HEADER = 1000
 _SHOWN_IN_DEFECT = 80
 
 
@@ -33,14 +30,6 @@ class HeaderText(NamedTuple):
 
     text: str
     defect: str | None
-
-
-@dataclass(frozen=True)
-class Correspondent:
-    """One mailbox from an address header: display name and normalised address."""
-
-    name: str
-    address: str
 
 
 def raw_bytes(raw: str) -> bytes:
@@ -94,6 +83,7 @@ def decode_header_text(raw: str) -> HeaderText:
     pending = bytearray()
 
     def flush() -> None:
+        """Decode the bytes of the pending run of same-charset encoded words."""
         nonlocal pending_charset
         if pending_charset is not None:
             decoded = decode_text(bytes(pending), pending_charset)
@@ -140,11 +130,11 @@ def _decode_literal(text: str) -> HeaderText:
             pass  # surrogate escapes: raw bytes still to decode
         else:
             return HeaderText(text, None)  # already decoded (see parse_addresses)
-    return _decode_raw(raw_bytes(text))
+    return decode_raw_header(raw_bytes(text))
 
 
-def _decode_raw(data: bytes) -> HeaderText:
-    """Decode raw header bytes; UTF-8 is no defect (RFC 6532 allows it), other guesses are."""
+def decode_raw_header(data: bytes) -> HeaderText:
+    """Decode raw 8-bit header bytes; UTF-8 is no defect (RFC 6532), other guesses are."""
     decoded = decode_text(data, None)
     return HeaderText(decoded.text, None if decoded.codec == UTF_8 else decoded.defect)
 
@@ -216,120 +206,6 @@ def parse_date(raw: str | None) -> tuple[datetime | None, str | None]:
         return datetime(*parsed[:6], tzinfo=zone), None
     except (ValueError, OverflowError):  # 31 February, year 0, a zone beyond ±24 hours
         return None, unreadable
-
-
-# --- Addresses (RFC 5322 section 3.4) ------------------------------------------------------
-
-
-def parse_addresses(raw: str | None, header: str) -> tuple[list[Correspondent], list[str]]:
-    """Return the correspondents in address header ``header`` and the entries left out.
-
-    Addresses are normalised with :func:`records.addresses.try_normalize_address`; an entry
-    that is not an address (a group name, "undisclosed-recipients:;" aside) is left out of the
-    list and described in the second value. Display names may be encoded words, even inside
-    quotes (not RFC 2047, but what mailers send), or raw 8-bit text.
-    """
-    if not raw:
-        return [], []
-    text = unfold(raw)
-    correspondents: list[Correspondent] = []
-    defects: list[str] = []
-    seen: set[str] = set()
-    if not text.isascii() or "\x1b" in text:
-        # Raw Shift_JIS can hold "@" or "\\" as a second byte, and raw ISO-2022-JP has "(" in
-        # its escapes: decode the raw bytes before the address grammar sees them. Encoded
-        # words are ASCII and stay as they are, to be decoded per display name.
-        decoded = _decode_raw(raw_bytes(text))
-        text = decoded.text
-        if decoded.defect:
-            defects.append(f"{header}: {decoded.defect}")
-    for name, address in _split_addresses(text):
-        if not address:
-            if name and not name.endswith(":"):
-                defects.append(f"{header}: ignored {_shown(name)}, which has no address")
-            continue
-        normalised = _address_text(address)
-        if normalised is None:
-            defects.append(f"{header}: ignored {_shown(address)}, which is not an email address")
-            continue
-        if normalised in seen:
-            continue
-        if len(correspondents) == MAX_ADDRESSES_PER_HEADER:
-            defects.append(f"{header}: only the first {MAX_ADDRESSES_PER_HEADER} addresses kept")
-            break
-        seen.add(normalised)
-        display = decode_header_text(name)
-        if display.defect:
-            defects.append(f"{header}: {display.defect}")
-        correspondents.append(Correspondent(single_line(display.text, MAX_NAME_LENGTH), normalised))
-    return correspondents, defects
-
-
-# Lists of "name <addr>" and bare addresses, with nothing that needs RFC 5322's full grammar
-# (quoted strings, comments, groups, escapes): most headers, read without the stdlib's slow
-# tokenizer. Anything else goes to email.utils.getaddresses.
-# (Each part of the pattern consumes what the next cannot, so it runs in linear time.)
-_SIMPLE_ENTRY = re.compile(r"([^<>]*)<([^<>]*)>\s*|\s*([^<>\s]+)\s*")
-_NEEDS_FULL_GRAMMAR = re.compile(r'["()\\:;]')
-_WHITE_SPACE = re.compile(r"\s+")
-
-
-def _split_addresses(text: str) -> list[tuple[str, str]]:
-    """(display name, addr-spec) pairs of an address list, as email.utils.getaddresses gives."""
-    if not _NEEDS_FULL_GRAMMAR.search(text):
-        pairs = []
-        for entry in text.split(","):
-            if not entry.strip():
-                continue
-            match = _SIMPLE_ENTRY.fullmatch(entry)
-            if match is None or (match[2] is not None and len(match[2].split()) > 1):
-                break
-            if match[3] is not None:
-                pairs.append(("", match[3]))
-            else:
-                pairs.append((_WHITE_SPACE.sub(" ", match[1]).strip(), match[2].strip()))
-        else:
-            return pairs
-    if text.count("(") > _MAX_COMMENT_DEPTH and _comment_depth(text) > _MAX_COMMENT_DEPTH:
-        # The stdlib reads nested comments recursively and raises RecursionError on a few
-        # hundred "("; no real header nests them, so read the parentheses as spaces.
-        text = text.replace("(", " ").replace(")", " ")
-    return getaddresses([text])
-
-
-_MAX_COMMENT_DEPTH = 20
-
-
-def _comment_depth(text: str) -> int:
-    """How deeply RFC 5322 comments nest in ``text`` (quoted strings are not told apart)."""
-    depth = deepest = 0
-    for character in text:
-        if character == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif character == ")" and depth:
-            depth -= 1
-    return deepest
-
-
-def _address_text(address: str) -> str | None:
-    """Normalise an addr-spec; 8-bit bytes must be UTF-8 (RFC 6532), or it is not an address."""
-    if not address.isascii():
-        try:
-            address = raw_bytes(address).decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return _normalized(address)
-
-
-# IDNA normalisation is slow in pure Python, and every message repeats the same few addresses
-# (the mailbox's own, colleagues', the candidate's); try_normalize_address is a pure function.
-_normalized = lru_cache(maxsize=4096)(try_normalize_address)
-
-
-def _shown(raw: str) -> str:
-    """A short, storable rendering of a raw value for a defect message."""
-    return repr(single_line(_decode_literal(raw).text, _SHOWN_IN_DEFECT))
 
 
 # --- Parameters (RFC 2045 section 5.1, RFC 2231) -------------------------------------------

@@ -111,6 +111,7 @@ def sanitize_html(source: str) -> SanitizedHtml:
     remote = False
 
     def block_remote_source(attribute: re.Match[str]) -> str:
+        """Rewrite one src attribute: cid kept, http(s) moved to data-remote-src, else dropped."""
         nonlocal remote
         url = attribute[2].strip()
         scheme = url[:8].lower()
@@ -122,6 +123,7 @@ def sanitize_html(source: str) -> SanitizedHtml:
         return ""
 
     def rewrite_img(tag: re.Match[str]) -> str:
+        """Rewrite the src of one canonical <img> tag."""
         return "<img" + _IMG_SRC.sub(block_remote_source, tag[1]) + ">"
 
     return SanitizedHtml(_IMG_TAG.sub(rewrite_img, cleaned), remote)

@@ -91,6 +91,8 @@ class _Session:
     lease_token: str
     pop: Pop3Session | None = None
     retrieved_uncommitted: int = 0
+    # Content UIDs ("sha256:…") retrieved in this session, for servers without usable UIDs.
+    content_uids: set[str] = field(default_factory=set)
     lease_renewed_at: float = field(default_factory=time.monotonic)
 
 
@@ -194,7 +196,7 @@ def _plan(
     session: _Session, sizes: dict[int, int], uids: dict[int, str] | None, known: dict[str, _Known]
 ) -> list[_Wanted]:
     """Which messages to fetch, oldest first; records out-of-scope and too-large ones as known."""
-    mailbox, report = session.mailbox, session.report
+    mailbox = session.mailbox
     if uids is None:
         # No UIDL: every message is fetched and identified by a hash of its bytes.
         return [_Wanted(number=n, uid=None, size=sizes[n]) for n in sorted(sizes)]
@@ -219,7 +221,6 @@ def _plan(
     ]
     for item in too_large:
         _record_too_large(session, item)
-    report.too_large = len(too_large)
     return [w for w in wanted if w not in too_large]
 
 
@@ -273,13 +274,21 @@ def _record_too_large(session: _Session, item: _Wanted) -> None:
     """Leave the message on the server and show a placeholder that says so."""
     mailbox, pop = session.mailbox, session.pop
     assert pop is not None and item.uid is not None
-    try:
-        headers = BytesHeaderParser().parsebytes(pop.top(item.number, 0))
-        subject, sender = str(headers.get("Subject", ""))[:900], str(headers.get("From", ""))[:250]
-    except Pop3Error:
-        raise
-    except Exception:  # headers are only a courtesy here; the placeholder stands without them
-        subject, sender = "", ""
+    subject, sender = "", ""
+    refused: Pop3Error | None = None
+    # TOP is optional (RFC 1939 §7): a server whose CAPA leaves it out is not asked.
+    if not pop.capabilities() or "TOP" in pop.capabilities():
+        try:
+            headers = BytesHeaderParser().parsebytes(pop.top(item.number, 0))
+            subject = str(headers.get("Subject", ""))[:900]
+            sender = str(headers.get("From", ""))[:250]
+        except Pop3Error as error:
+            # Some servers refuse TOP although they list it. Record the placeholder anyway,
+            # so the next poll neither asks again nor stops here for ever (which would block
+            # the whole mailbox), then end this session as after any POP3 error.
+            refused = error
+        except Exception:  # headers are only a courtesy here; the placeholder stands without them
+            subject, sender = "", ""
     megabytes = item.size / (1024 * 1024)
     limit = settings.MAIL_MAX_MESSAGE_BYTES / (1024 * 1024)
     with transaction.atomic():
@@ -307,6 +316,9 @@ def _record_too_large(session: _Session, item: _Wanted) -> None:
                 "message": message,
             },
         )
+    session.report.too_large += 1
+    if refused is not None:
+        raise refused
 
 
 def _fetch_and_store(session: _Session, wanted: list[_Wanted]) -> int:
@@ -315,7 +327,14 @@ def _fetch_and_store(session: _Session, wanted: list[_Wanted]) -> int:
     batch: list[IncomingMessage] = []
     batch_bytes = 0
     for item in wanted:
-        incoming = _retrieve(session, item)
+        try:
+            incoming = _retrieve(session, item)
+        except Pop3Error:
+            # The session is lost, but the messages retrieved before it are whole: commit them
+            # before giving up. Otherwise a message that always breaks the connection would
+            # keep every message batched before it from being committed, poll after poll.
+            _commit(session, batch)
+            raise
         if incoming is None:
             continue
         batch.append(incoming)
@@ -343,6 +362,13 @@ def _retrieve(session: _Session, item: _Wanted) -> IncomingMessage | None:
     uid = item.uid if item.uid is not None else f"sha256:{digest}"
     existing = item.existing
     if item.uid is None:
+        if uid in session.content_uids:
+            # The same bytes twice on a server without usable UIDs: the first copy's row and
+            # message stand for both (a second row for the same content UID would break the
+            # unique constraint and fail the commit of the whole batch).
+            session.retrieved_uncommitted -= 1
+            return None
+        session.content_uids.add(uid)
         known = (
             ServerMessage.objects.filter(mailbox=session.mailbox, uid_hash=uid_digest(uid))
             .values_list("pk", "state")
@@ -512,9 +538,7 @@ def backoff_delay(failures: int) -> timedelta:
 def _finish_ok(session: _Session, *, failed: int) -> None:
     mailbox, report = session.mailbox, session.report
     now = timezone.now()
-    report.quarantined = ServerMessage.objects.filter(
-        mailbox=mailbox, state=ServerMessageState.QUARANTINED
-    ).count()
+    report.quarantined = _quarantined_count(mailbox)
     report.outcome = PollOutcome.PARTIAL if failed else PollOutcome.OK
     if failed:
         report.error_message = _(
@@ -544,10 +568,19 @@ def _finish_ok(session: _Session, *, failed: int) -> None:
     )
 
 
+def _quarantined_count(mailbox: Mailbox) -> int:
+    return ServerMessage.objects.filter(
+        mailbox=mailbox, state=ServerMessageState.QUARANTINED
+    ).count()
+
+
 def _finish_failed(session: _Session, *, code: str, message: str, detail: str) -> None:
     mailbox, report = session.mailbox, session.report
     now = timezone.now()
     auth = code == "auth_failed"
+    # A failed poll is often the one that quarantined a message (its RETR broke the session
+    # once too often): its report shows that, as a completed poll's does.
+    report.quarantined = _quarantined_count(mailbox)
     report.outcome = PollOutcome.AUTH_FAILED if auth else PollOutcome.ERROR
     report.error_code, report.error_message, report.finished_at = code, message, now
     report.save()

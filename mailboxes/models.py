@@ -302,6 +302,14 @@ class SendState(models.TextChoices):
     FAILED = "failed", _("Not sent")
 
 
+class MessageQuerySet(models.QuerySet["Message"]):
+    def visible_to(self, user: Any) -> MessageQuerySet:
+        """The messages ``user`` may see: the one rule, in ``sharing.visibility``."""
+        from sharing.visibility import visible_messages
+
+        return visible_messages(self, user)  # type: ignore[return-value]
+
+
 class Message(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     owner = models.ForeignKey(
@@ -318,6 +326,11 @@ class Message(models.Model):
         max_length=12, choices=ImportState.choices, default=ImportState.PARSED
     )
     send_state = models.CharField(max_length=8, choices=SendState.choices, blank=True, default="")
+    # Why the last send failed (plain words for the writer), or a warning about recipients the
+    # server refused when it took the message for the others; "" otherwise.
+    send_error = models.TextField(blank=True)
+    # A workflow notification: sent through the organisation's SystemSender, not a mailbox.
+    sent_via_system_sender = models.BooleanField(default=False)
     thread = models.ForeignKey(
         Thread, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
     )
@@ -347,6 +360,8 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     records = models.ManyToManyField(Record, through="MessageLink", related_name="messages")
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -424,3 +439,45 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class SystemSender(models.Model):
+    """The organisation's own sender for workflow notifications (not any user's mailbox).
+
+    Its outgoing server settings mirror a Mailbox's, so ``mailboxes.smtp.SmtpAccount.of`` reads
+    either; the password is encrypted at rest like a mailbox's.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="system_sender"
+    )
+    name = models.CharField(_("sender name"), max_length=200)
+    address = models.CharField(_("sender address"), max_length=254)
+    smtp_host = models.CharField(_("outgoing server"), max_length=253)
+    smtp_port = models.PositiveIntegerField(_("outgoing port"), default=465)
+    smtp_security = models.CharField(
+        _("outgoing security"), max_length=10, choices=Security.choices, default=Security.SSL
+    )
+    smtp_username = models.CharField(_("outgoing user name"), max_length=254, blank=True)
+    smtp_password_token = models.TextField(editable=False, blank=True)
+    accept_self_signed = models.BooleanField(_("accept a self-signed certificate"), default=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("system sender")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(smtp_port__gte=1, smtp_port__lte=65535),
+                name="system_sender_port_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.address}>"
+
+    def set_smtp_password(self, password: str) -> None:
+        self.smtp_password_token = encrypt_secret(password)
+
+    def smtp_credentials(self) -> tuple[str, str]:
+        return self.smtp_username, decrypt_secret(self.smtp_password_token)

@@ -17,8 +17,9 @@ Contract, which tests pin:
   slower) and we decode the few headers we need ourselves.
 
 The pieces live by role: :mod:`mailboxes.mime` (parser and walk), :mod:`mailboxes.headers`
-(header fields), :mod:`mailboxes.charsets` (bytes to text), :mod:`mailboxes.html` (sanitising,
-and the remote-image contract with the viewer).
+(header fields), :mod:`mailboxes.address_lists` (correspondents), :mod:`mailboxes.charsets`
+(bytes to text), :mod:`mailboxes.html` (sanitising, and the remote-image contract with the
+viewer).
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailboxes.address_lists import Correspondent, parse_addresses
 from mailboxes.charsets import decode_text, storable
 from mailboxes.headers import (
     MAX_LINE_LENGTH,
-    Correspondent,
     HeaderText,
     decode_header_text,
-    parse_addresses,
     parse_date,
     parse_message_ids,
     single_line,
@@ -104,6 +104,7 @@ class _Parse:
     """One run of parse_message: collects bodies, attachments and defects while walking."""
 
     def __init__(self, raw: bytes) -> None:
+        """Parse the MIME structure of ``raw``; the fields are read by result()."""
         self.root, repairs = parse_mime(raw)
         self.defects: list[str] = list(repairs)
         self.plain: list[str] = []
@@ -163,6 +164,7 @@ class _Parse:
     # --- headers
 
     def _header_text(self, name: str) -> str:
+        """The decoded, single-line value of unstructured header ``name`` ("" if absent)."""
         raw = self.root.get(name)
         if raw is None:
             return ""
@@ -172,6 +174,7 @@ class _Parse:
         return single_line(decoded.text)
 
     def _addresses(self, name: str) -> list[Correspondent]:
+        """The correspondents of address header ``name``; what was left out becomes defects."""
         # A header given twice (some mailers split long To lists) is read as one list.
         values = self.root.get_all(name) or []
         if name == "From":
@@ -183,6 +186,7 @@ class _Parse:
     # --- parts
 
     def _read_part(self, section: str, part: MimePart) -> None:
+        """Take one part as body text, an attachment or a contained message (RFC 2183, 2046)."""
         where = f"part {section}: " if section else ""
         self.defects.extend(where + description for description in describe_defects(part))
         maintype = part.get_content_maintype()
@@ -219,6 +223,7 @@ class _Parse:
         )
 
     def _read_text(self, part: MimePart, where: str, *, is_html: bool) -> None:
+        """Decode a text/plain or text/html body part and keep it for the message body."""
         data, defects = part.body_bytes()
         self.defects.extend(where + defect for defect in defects)
         if not data.strip():
@@ -262,6 +267,7 @@ class _Parse:
         )
 
     def _attach(self, attachment: ParsedAttachment) -> None:
+        """Keep ``attachment`` unless MAX_ATTACHMENTS are already kept (then count it)."""
         if len(self.attachments) < MAX_ATTACHMENTS:
             self.attachments.append(attachment)
         else:
@@ -269,7 +275,9 @@ class _Parse:
 
     def _filename(self, part: MimePart, where: str) -> str:
         """RFC 2183 filename, else RFC 2045 name (each RFC 2231 or RFC 2047), made safe."""
-        found: HeaderText | None = part.disposition.text("filename") or part.content.text("name")
+        found: HeaderText | None = part.disposition.text("filename")
+        if found is None or not found.text.strip():
+            found = part.content.text("name") or found
         if found is None:
             return ""
         if found.defect:
@@ -277,6 +285,7 @@ class _Parse:
         return _safe_filename(found.text)
 
     def _default_filename(self, content_type: str) -> str:
+        """A name for an attachment that has none: attachment-N plus the type's extension."""
         extension = mimetypes.guess_extension(content_type, strict=False) or ".bin"
         return f"attachment-{len(self.attachments) + 1}{extension}"
 

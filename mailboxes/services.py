@@ -21,8 +21,9 @@ def mailbox_create(
     pop3_password: str,
     smtp_password: str = "",
     make_active: bool,
+    sharing_permission: str = "private",
 ) -> Mailbox:
-    """Create a mailbox for ``owner`` (Private sharing). The first mailbox is always active."""
+    """Create a mailbox for ``owner`` (Private sharing unless chosen). The first mailbox is always active."""
     from sharing.models import MailboxSharing
 
     with transaction.atomic():
@@ -33,7 +34,7 @@ def mailbox_create(
         if not mailbox.smtp_same_credentials:
             mailbox.set_smtp_password(smtp_password)
         mailbox.save()
-        MailboxSharing.objects.create(mailbox=mailbox)
+        MailboxSharing.objects.create(mailbox=mailbox, permission=sharing_permission)
         if make_active or not Mailbox.objects.filter(owner=owner, is_active=True).exists():
             mailbox_activate(mailbox=mailbox)
     logger.info("mailbox created: id=%s owner=%s host=%s", mailbox.pk, owner.pk, mailbox.pop3_host)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from mailboxes.linking import LINKING_ROLES
@@ -330,7 +331,16 @@ def _record_server_rows(
             "deleted_from_server_at": None,
         }
         if incoming.existing_server_row is not None:
-            ServerMessage.objects.filter(pk=incoming.existing_server_row).update(**values)
+            ServerMessage.objects.filter(pk=incoming.existing_server_row).update(
+                # A UID that had left the server and came back names a new message: its days
+                # on the server (the after-N-days policy) count from now, not from the old
+                # message's arrival, or it would be deleted at the next poll.
+                first_seen_at=Case(
+                    When(deleted_from_server_at__isnull=False, then=Value(now)),
+                    default=F("first_seen_at"),
+                ),
+                **values,
+            )
         else:
             inserts.append(
                 ServerMessage(

@@ -68,6 +68,7 @@ def mailbox_add(request: HttpRequest) -> HttpResponse:
                 pop3_password=data["pop3_password"],
                 smtp_password=data.get("smtp_password") or "",
                 make_active=data["make_active"],
+                sharing_permission=data["sharing_permission"],
             )
         except IntegrityError:
             logger.warning(

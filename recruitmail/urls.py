@@ -32,6 +32,7 @@ urlpatterns = [
     ),
     path("", include("records.urls")),
     path("mail/", include("mailboxes.urls")),
+    path("", include("sharing.urls")),
 ]
 
 handler404 = "recruitmail.errors.not_found"

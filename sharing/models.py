@@ -58,3 +58,41 @@ class ExcludedDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class AuditAction(models.TextChoices):
+    PERMISSION_CHANGED = "permission", _("Sharing permission changed")
+    DOMAINS_CHANGED = "domains", _("Excluded domains changed")
+    CONSOLIDATION_CHANGED = "consolidation", _("Client folder option changed")
+    LOCKED = "locked", _("Mail settings locked")
+    UNLOCKED = "unlocked", _("Mail settings unlocked")
+    HANDED_OVER = "handover", _("Record mail handed over")
+    TAMPERED = "tampered", _("Refused change (tampered or locked)")
+
+
+class SharingAuditEntry(models.Model):
+    """Who changed which sharing setting, when, from what to what. Shown to admins."""
+
+    organization = models.ForeignKey(
+        "records.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    actor = models.ForeignKey(
+        "records.User", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    subject_user = models.ForeignKey(
+        "records.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    mailbox = models.ForeignKey(
+        Mailbox, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
