@@ -112,8 +112,11 @@ def generate(run: Run) -> bytes:
     """One unique message of a random size; a few carry an attachment or bare LF line ends."""
     rng = run.rng
     run.serial += 1
-    size = rng.choice([rng.randint(200, 5_000)] * 14 + [rng.randint(5_000, 60_000)] * 5
-                      + [rng.randint(100_000, 400_000)])
+    size = rng.choice(
+        [rng.randint(200, 5_000)] * 14
+        + [rng.randint(5_000, 60_000)] * 5
+        + [rng.randint(100_000, 400_000)]
+    )
     lines, length = [], 0
     while length < size:
         line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14)))
@@ -205,8 +208,9 @@ def make_mailbox(run: Run, user: str, email: str, password: str) -> int:
         "smtp_host": "127.0.0.1",
         "deletion_policy": DeletionPolicy.AFTER_IMPORT,
     }
-    mailbox = mailbox_create(owner=owner, settings_data=data, pop3_password=password,
-                             make_active=True)
+    mailbox = mailbox_create(
+        owner=owner, settings_data=data, pop3_password=password, make_active=True
+    )
     return mailbox.pk
 
 
@@ -214,11 +218,14 @@ def make_mailbox(run: Run, user: str, email: str, password: str) -> int:
 
 
 def start_worker(run: Run, mailbox_id: int) -> subprocess.Popen[bytes]:
-    log = (run.work / "workers.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "poll", str(mailbox_id)],
-        cwd=ROOT, env={**os.environ, **run.env}, stdout=log, stderr=subprocess.STDOUT,
-    )
+    with (run.work / "workers.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "poll", str(mailbox_id)],
+            cwd=ROOT,
+            env={**os.environ, **run.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def expire_lease(run: Run, mailbox_id: int) -> None:
@@ -234,14 +241,20 @@ def expire_lease(run: Run, mailbox_id: int) -> None:
         time.sleep((mailbox.lease_expires_at - timezone.now()).total_seconds() + 0.05)
     else:  # stands in for the wait: what lease_acquire sees is the same
         Mailbox.objects.filter(pk=mailbox_id).update(
-            lease_expires_at=timezone.now() - timedelta(seconds=1))
+            lease_expires_at=timezone.now() - timedelta(seconds=1)
+        )
 
 
 def latest_report_pk(mailbox_id: int) -> int:
     from mailboxes.models import PollReport
 
-    return PollReport.objects.filter(mailbox_id=mailbox_id).order_by("-pk").values_list(
-        "pk", flat=True).first() or 0
+    return (
+        PollReport.objects.filter(mailbox_id=mailbox_id)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+        or 0
+    )
 
 
 def calibrate(run: Run) -> None:
@@ -287,9 +300,10 @@ def kill_one(run: Run, number: int) -> Kill:
         time.sleep(run.rng.uniform(0.8 * run.connect_seconds, end))
     elif aim == "end":
         # … or until its last commit, then a moment more: DELE, QUIT, recording the outcome.
-        while worker.poll() is None and Message.objects.filter(
-            mailbox_id=run.mailbox_id
-        ).count() < len(before_db) + new:
+        while (
+            worker.poll() is None
+            and Message.objects.filter(mailbox_id=run.mailbox_id).count() < len(before_db) + new
+        ):
             time.sleep(0.001)
         time.sleep(run.rng.uniform(0, 0.005 + 0.0002 * len(before_server)))
     delay = time.monotonic() - started
@@ -314,6 +328,11 @@ def kill_one(run: Run, number: int) -> Kill:
     else:
         phase = "quitting"  # QUIT took effect on the server; the outcome not yet recorded
     check_committed_before_deleted(run, after_db, after_server)
+    check_byte_exact(run, set(after_db) - before_db)  # committed means committed whole
+    if finished_first and report is not None and report.finished_at is not None and report.new:
+        # The machine is faster or slower than calibrated: learn from the poll that finished.
+        seconds = (report.finished_at - report.started_at).total_seconds() - run.connect_seconds
+        run.seconds_per_message = (run.seconds_per_message + max(seconds, 0) / report.new) / 2
     deleted = len(set(before_server) - set(after_server))
     return Kill(number, delay, phase, imported, deleted, len(after_server), len(after_db))
 
@@ -321,8 +340,9 @@ def kill_one(run: Run, number: int) -> Kill:
 def stored_digests(run: Run) -> list[str]:
     from mailboxes.models import Message
 
-    return list(Message.objects.filter(mailbox_id=run.mailbox_id).values_list(
-        "raw_sha256", flat=True))
+    return list(
+        Message.objects.filter(mailbox_id=run.mailbox_id).values_list("raw_sha256", flat=True)
+    )
 
 
 def check_committed_before_deleted(run: Run, in_db: list[str], on_server: list[str]) -> None:
@@ -332,12 +352,13 @@ def check_committed_before_deleted(run: Run, in_db: list[str], on_server: list[s
     left = set(run.delivered) - set(on_server)
     uncommitted = left - set(in_db)
     if uncommitted:
-        raise CheckFailed(f"{len(uncommitted)} messages left the server before they were "
-                          f"committed, e.g. {sorted(uncommitted)[0]}")
+        raise CheckFailed(
+            f"{len(uncommitted)} messages left the server before they were "
+            f"committed, e.g. {sorted(uncommitted)[0]}"
+        )
 
 
 def final_check(run: Run) -> None:
-    from mailboxes.mailstore import raw_read
     from mailboxes.models import Message
 
     if run.dovecot.messages(run.user):
@@ -348,11 +369,25 @@ def final_check(run: Run) -> None:
     missing = set(run.delivered) - set(counts)
     extra = set(counts) - set(run.delivered)
     if missing or extra:
-        raise CheckFailed(f"{len(missing)} delivered messages are not in the database and "
-                          f"{len(extra)} stored messages were never delivered")
-    for digest, name in rows:
-        if raw_read(name) != run.delivered[digest]:
-            raise CheckFailed(f"message {digest} is not byte-exact in the mail store")
+        raise CheckFailed(
+            f"{len(missing)} delivered messages are not in the database and "
+            f"{len(extra)} stored messages were never delivered"
+        )
+    check_byte_exact(run, set(counts))
+
+
+def check_byte_exact(run: Run, digests: set[str]) -> None:
+    from mailboxes.mailstore import raw_read
+    from mailboxes.models import Message
+
+    rows = Message.objects.filter(mailbox_id=run.mailbox_id, raw_sha256__in=digests)
+    for digest, name in rows.values_list("raw_sha256", "raw"):
+        kept = raw_read(name)
+        if kept != run.delivered[digest]:
+            raise CheckFailed(
+                f"message {digest} is not byte-exact in the mail store: {name} "
+                f"holds {len(kept)} bytes of {len(run.delivered[digest])}"
+            )
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -361,13 +396,24 @@ def final_check(run: Run) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="workers to kill (default 20)")
-    parser.add_argument("--messages", type=int, default=150,
-                        help="messages on the server at the start (default 150)")
-    parser.add_argument("--arrivals", type=int, default=None,
-                        help="new messages after each kill (default a tenth of --messages)")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=150,
+        help="messages on the server at the start (default 150)",
+    )
+    parser.add_argument(
+        "--arrivals",
+        type=int,
+        default=None,
+        help="new messages after each kill (default a tenth of --messages)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    parser.add_argument("--wait-for-lease", action="store_true",
-                        help=f"wait {LEASE_SECONDS} s for a killed worker's lease to run out")
+    parser.add_argument(
+        "--wait-for-lease",
+        action="store_true",
+        help=f"wait {LEASE_SECONDS} s for a killed worker's lease to run out",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and database")
     parser.add_argument("--quiet", action="store_true", help="no line per kill")
     args = parser.parse_args(argv)
@@ -397,17 +443,21 @@ def main(argv: list[str] | None = None) -> int:
         calibrate(run)
         run.mailbox_id = make_mailbox(run, user, "crash@crash.example", password)
         deliver(run, args.messages)
-        print(f"crash test: seed {args.seed}, {args.messages} messages, {args.kills} kills, "
-              f"{arrivals} arrivals per kill, database {database_url.split(':')[0]}; worker boot "
-              f"{run.boot_seconds:.2f} s, connect {run.connect_seconds * 1000:.0f} ms, "
-              f"{run.seconds_per_message * 1000:.1f} ms per message")
+        print(
+            f"crash test: seed {args.seed}, {args.messages} messages, {args.kills} kills, "
+            f"{arrivals} arrivals per kill, database {database_url.split(':')[0]}; worker boot "
+            f"{run.boot_seconds:.2f} s, connect {run.connect_seconds * 1000:.0f} ms, "
+            f"{run.seconds_per_message * 1000:.1f} ms per message"
+        )
         for number in range(1, args.kills + 1):
             kill = kill_one(run, number)
             run.kills.append(kill)
             if not args.quiet:
-                print(f"  kill {number:3d} after {kill.delay:5.3f} s while {kill.phase:10s} "
-                      f"imported {kill.imported:3d}, deleted {kill.deleted:3d}; on server "
-                      f"{kill.on_server:3d}, in database {kill.in_database:4d}")
+                print(
+                    f"  kill {number:3d} after {kill.delay:5.3f} s while {kill.phase:10s} "
+                    f"imported {kill.imported:3d}, deleted {kill.deleted:3d}; on server "
+                    f"{kill.on_server:3d}, in database {kill.in_database:4d}"
+                )
             expire_lease(run, run.mailbox_id)
             deliver(run, arrivals)
         worker = start_worker(run, run.mailbox_id)
@@ -419,15 +469,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {failure}")
     finally:
         phases = Counter(kill.phase for kill in run.kills)
-        print(f"crash test {'OK' if status == 0 else 'FAILED'}: {len(run.kills)} kills "
-              f"({phases['importing']} mid-import, {phases['deleting']} after the last commit, "
-              f"{phases['quitting']} after QUIT, {phases['connecting']} connecting, "
-              f"{phases['booting']} booting, "
-              f"{phases['finished']} after the poll finished); {len(run.delivered)} messages "
-              "delivered" + (", each imported once and byte-exact; server empty"
-                             if status == 0 else ""))
-        print(f"  time {time.monotonic() - began:.1f} s; work folder {work}"
-              + ("" if args.keep else " (removed)"))
+        print(
+            f"crash test {'OK' if status == 0 else 'FAILED'}: {len(run.kills)} kills "
+            f"({phases['importing']} mid-import, {phases['deleting']} after the last commit, "
+            f"{phases['quitting']} after QUIT, {phases['connecting']} connecting, "
+            f"{phases['booting']} booting, "
+            f"{phases['finished']} after the poll finished); {len(run.delivered)} messages "
+            "delivered"
+            + (", each imported once and byte-exact; server empty" if status == 0 else "")
+        )
+        print(
+            f"  time {time.monotonic() - began:.1f} s; work folder {work}"
+            + ("" if args.keep else " (removed)")
+        )
         dovecot.close()
         from django.db import connections
 

@@ -8,10 +8,10 @@ unreferenced until then; it is never shown, because every read goes through a da
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
 
 from mailboxes.models import StoredBlob
 
@@ -22,12 +22,18 @@ def content_hash(data: bytes) -> str:
 
 def _store(prefix: str, digest: str, suffix: str, data: bytes) -> str:
     name = f"{prefix}/{digest[:2]}/{digest[2:4]}/{digest}{suffix}"
-    if not default_storage.exists(name):
-        stored = default_storage.save(name, ContentFile(data))
-        # Another writer may have stored the same content between exists() and save(); the
-        # storage then picks another name, which holds the same bytes: either serves.
-        return stored
-    return name
+    if default_storage.exists(name):
+        if default_storage.size(name) == len(data):
+            return name
+        # A worker killed while writing this file left it short, often empty (the storage
+        # writes in place, not through a rename). Reusing it would commit a message whose raw
+        # bytes are cut off, and then delete the only whole copy from the POP3 server (seen
+        # by bench/crash.py). Write it again.
+        default_storage.delete(name)
+    stored = default_storage.save(name, ContentFile(data))
+    # Another writer may have stored the same content between exists() and save(); the
+    # storage then picks another name, which holds the same bytes: either serves.
+    return stored
 
 
 def raw_store(*, raw: bytes, digest: str) -> str:
@@ -37,17 +43,41 @@ def raw_store(*, raw: bytes, digest: str) -> str:
 
 def blob_store(*, payload: bytes) -> StoredBlob:
     """The StoredBlob for ``payload``, written once per content hash."""
-    digest = content_hash(payload)
-    blob = StoredBlob.objects.filter(sha256=digest).first()
-    if blob is not None:
-        return blob
-    name = _store("blobs", digest, "", payload)
-    try:
-        with transaction.atomic():
-            return StoredBlob.objects.create(sha256=digest, size=len(payload), file=name)
-    except IntegrityError:
-        # A concurrent import of another mailbox stored the same content first.
-        return StoredBlob.objects.get(sha256=digest)
+    return blobs_store(payloads=[payload])[0]
+
+
+def blobs_store(*, payloads: Sequence[bytes]) -> list[StoredBlob]:
+    """The StoredBlob of each payload, in order; each content is written once.
+
+    Three queries at most, however many payloads: the import stores a batch's attachments
+    together. Call inside a transaction, so that rows and the rows that point at them commit
+    together.
+    """
+    if not payloads:
+        return []
+    digests = [content_hash(payload) for payload in payloads]
+    found = {blob.sha256: blob for blob in StoredBlob.objects.filter(sha256__in=set(digests))}
+    missing = {
+        digest: payload
+        for digest, payload in zip(digests, payloads, strict=True)
+        if digest not in found
+    }
+    if missing:
+        # ON CONFLICT DO NOTHING: a concurrent import of another mailbox may store the same
+        # content first (PostgreSQL waits for its transaction); its row then serves both.
+        StoredBlob.objects.bulk_create(
+            [
+                StoredBlob(
+                    sha256=digest, size=len(payload), file=_store("blobs", digest, "", payload)
+                )
+                for digest, payload in missing.items()
+            ],
+            ignore_conflicts=True,
+        )
+        found.update(
+            (blob.sha256, blob) for blob in StoredBlob.objects.filter(sha256__in=list(missing))
+        )
+    return [found[digest] for digest in digests]
 
 
 def raw_read(name: str) -> bytes:

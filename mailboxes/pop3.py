@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 import poplib
+import re
 import socket
 import ssl
 import sys
@@ -178,6 +179,59 @@ class _CheckedPOP3(poplib.POP3):
         _response, lines, _octets = self._longcmd(line)  # type: ignore[attr-defined]
         return list(lines)
 
+    def long_command_bytes(self, line: str) -> bytes:
+        """Send ``line``; return the multi-line reply as one bytes object, each line ending in CRLF.
+
+        The octets of ``long_command``'s lines, each followed by CRLF (so a bare LF from a
+        sloppy server becomes CRLF), un-stuffed (RFC 1939 §3), but read in blocks: poplib's
+        loop costs a Python call per line, and a 2 MB attachment is 35,000 lines. The same
+        checks as ``_getline``: a line over ``max_line_bytes`` is error_proto(LINE_TOO_LONG),
+        a stream that ends before the terminating "." line is error_proto(EOF).
+        """
+        self._putcmd(line)  # type: ignore[attr-defined]
+        self._getresp()  # type: ignore[attr-defined]  # error_proto(reply) unless +OK
+        return _unstuffed_crlf(self._read_to_terminator())
+
+    def _read_to_terminator(self) -> bytes:
+        """Consume the reply's lines and its terminating "." line; return the lines.
+
+        Only what is used is taken from the buffer (peek, then read), so whatever follows the
+        terminator stays there for the next reply, as with line-by-line reading.
+        """
+        reader = self.file
+        limit = self.max_line_bytes
+        body = bytearray()
+        line_length = 0  # octets of the unfinished last line in ``body``
+        while True:
+            chunk = reader.peek(1)
+            if not chunk:
+                raise poplib.error_proto(EOF)
+            # A terminator split across reads: look back 3 octets. The reply's first line
+            # starts a line, as if after a LF.
+            tail = (b"\n" + body[-3:])[-3:]
+            found = _terminator_end(bytes(tail) + chunk)
+            used = len(chunk) if found is None else found[0] - len(tail)
+            part = chunk[:used]
+            first_lf = part.find(b"\n")
+            if first_lf == -1:
+                line_length += used
+            else:
+                last_lf = part.rfind(b"\n")
+                longest_inside = (
+                    max(map(len, part[first_lf + 1 : last_lf].split(b"\n"))) + 1
+                    if last_lf - first_lf > limit
+                    else 0
+                )
+                if max(line_length + first_lf + 1, longest_inside) > limit:
+                    raise poplib.error_proto(LINE_TOO_LONG)
+                line_length = used - last_lf - 1
+            if line_length > limit:
+                raise poplib.error_proto(LINE_TOO_LONG)
+            body += reader.read(used)
+            if found is not None:
+                del body[len(body) - found[1] :]
+                return bytes(body)
+
     def start_tls(self, context: ssl.SSLContext) -> None:
         """Wrap the connected socket in TLS after the server said +OK to STLS (RFC 2595 §4)."""
         self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
@@ -280,13 +334,12 @@ class Pop3Session:
     def retrieve(self, number: int) -> bytes:
         """RETR: the message's bytes, lines ending in CRLF, RFC 1939 §3 dot-stuffing removed.
 
-        poplib removes the stuffing and the line ends; they are put back as CRLF (a bare LF
-        from a sloppy server becomes CRLF too). Raises ConnectionLost when the connection ends
+        Read in blocks, not line by line (``_CheckedPOP3.long_command_bytes``); a bare LF from a
+        sloppy server becomes CRLF, as with poplib. Raises ConnectionLost when the connection ends
         before the terminating "." (a truncated message is never returned), Timeout when the
         server stalls for longer than the timeout between two reads.
         """
-        lines = self._long(f"RETR {_message_number(number)}")
-        return b"".join(line + b"\r\n" for line in lines)
+        return self._long_bytes(f"RETR {_message_number(number)}")
 
     def top(self, number: int, lines: int = 0) -> bytes:
         """TOP (RFC 1939 §7, optional): the message's header and its first ``lines`` body lines.
@@ -294,8 +347,7 @@ class Pop3Session:
         Used to read headers (Date, Subject) without downloading a message."""
         if lines < 0:
             raise ValueError("TOP needs a line count of 0 or more")
-        header_lines = self._long(f"TOP {_message_number(number)} {int(lines)}")
-        return b"".join(line + b"\r\n" for line in header_lines)
+        return self._long_bytes(f"TOP {_message_number(number)} {int(lines)}")
 
     # -- changing --------------------------------------------------------------------------
 
@@ -378,6 +430,18 @@ class Pop3Session:
                     raise _ErrReply(reply) from None
                 raise error_for_reply(reply, self._scrub(reply), during_login=False) from None
         return lines
+
+    def _long_bytes(self, command: str) -> bytes:
+        """Send a multi-line command; return its reply as bytes (un-stuffed, CRLF line ends)."""
+        pop = self._open()
+        with translate_errors(self._scrub):
+            try:
+                return pop.long_command_bytes(command)
+            except poplib.error_proto as exc:
+                reply = server_reply(exc)
+                if reply is None:
+                    raise
+                raise error_for_reply(reply, self._scrub(reply), during_login=False) from None
 
     def _start(
         self,
@@ -555,6 +619,37 @@ def _tls_context(accept_self_signed: bool) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _terminator_end(window: bytes) -> tuple[int, int] | None:
+    """Where the first terminating line ("." alone, after a LF) in ``window`` ends, and its
+    length without that LF; None if there is none, or it may be cut off at the end."""
+    start = window.find(b"\n.")
+    while start != -1:
+        after = window[start + 2 : start + 4]
+        if after[:1] == b"\n":
+            return start + 3, 2
+        if after == b"\r\n":
+            return start + 4, 3
+        start = window.find(b"\n.", start + 1)
+    return None
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _unstuffed_crlf(lines: bytes) -> bytes:
+    """Lines as read (each ending in LF) -> dot-stuffing undone (RFC 1939 §3), CRLF line ends.
+
+    What poplib does line by line: a line starting ".." loses its first ".", and a line
+    ending in a bare LF gets CRLF."""
+    if lines.startswith(b".."):
+        lines = lines[1:]
+    if b"\n.." in lines:
+        lines = lines.replace(b"\n..", b"\n.")
+    if lines.count(b"\n") != lines.count(b"\r\n"):
+        lines = _BARE_LF.sub(b"\r\n", lines)
+    return lines
 
 
 def _message_number(number: int) -> int:

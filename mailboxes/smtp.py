@@ -183,6 +183,7 @@ class _CheckedSMTP(smtplib.SMTP):
             code, reply = self.connect(checked.name, port)
             if code != 220:
                 raise smtplib.SMTPConnectError(code, reply)
+            assert self.sock is not None  # connect() set it or raised
             self.local_hostname = _address_literal(self.sock.getsockname())
         except BaseException:
             self.close()

@@ -213,7 +213,7 @@ class ProtocolError(SmtpError):
     code = "protocol"
 
 
-def refused_recipients_message(recipients: Mapping[str, object]) -> Promise:
+def refused_recipients_message(recipients: Mapping[str, object]) -> Promise | str:
     """The sentence naming refused recipients (an error when all were, a warning when some)."""
     return format_lazy(
         "{intro} {addresses}",

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from mailboxes.linking import LINKING_ROLES
-from mailboxes.mailstore import blob_store, raw_store
+from mailboxes.mailstore import blobs_store, raw_store
 from mailboxes.models import (
     AddressRole,
     Attachment,
@@ -207,14 +207,28 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
             if incoming.parsed.message_id:
                 thread_of.setdefault(incoming.parsed.message_id, thread)
         Thread.objects.bulk_create(new_threads)
-        for thread_pk, latest in latest_in_existing.items():
-            Thread.objects.filter(pk=thread_pk, last_message_at__lt=latest).update(
-                last_message_at=latest
+        if latest_in_existing:
+            # One UPDATE for every existing thread the batch joins (not one per thread).
+            latest = Case(
+                *(When(pk=pk, then=Value(at)) for pk, at in latest_in_existing.items()),
+                output_field=DateTimeField(),
             )
+            Thread.objects.filter(
+                pk__in=list(latest_in_existing), last_message_at__lt=latest
+            ).update(last_message_at=latest)
 
         for incoming, message in to_create:
             message.raw.name = raw_store(raw=incoming.raw, digest=incoming.digest)
         Message.objects.bulk_create([message for _, message in to_create])
+        blobs = iter(
+            blobs_store(
+                payloads=[
+                    part.payload
+                    for incoming, _ in to_create
+                    for part in incoming.parsed.attachments
+                ]
+            )
+        )
 
         addresses: list[MessageAddress] = []
         links: list[MessageLink] = []
@@ -246,7 +260,7 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
                 attachments.append(
                     Attachment(
                         message=message,
-                        blob=blob_store(payload=part.payload),
+                        blob=next(blobs),
                         filename=part.filename[:255],
                         content_type=part.content_type[:255],
                         size=len(part.payload),

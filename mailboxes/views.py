@@ -7,7 +7,7 @@ import logging
 from django.contrib import messages
 from django.db import IntegrityError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -120,6 +120,30 @@ def mailbox_fetch_now(request: HttpRequest, pk: int) -> HttpResponse:
         poll_enqueue(mailbox=mailbox)
         messages.success(request, _("Fetching mail now. The report below updates when it is done."))
     return redirect("mailboxes:detail", pk=mailbox.pk)
+
+
+@member_required
+def mailbox_poll_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """The latest poll's progress, for "Fetch now": imported so far of how many."""
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    report = mailbox.poll_reports.order_by("-started_at", "-pk").first()
+    if report is None:
+        return JsonResponse({"state": "none", "status": mailbox.get_status_display()})
+    return JsonResponse(
+        {
+            "id": report.pk,
+            "state": "running" if report.finished_at is None else "finished",
+            "started_at": report.started_at.isoformat(),
+            "on_server": report.on_server,
+            "new": report.new,
+            "imported": report.imported,
+            "duplicates": report.duplicates,
+            "failed": report.failed,
+            "outcome": report.get_outcome_display() if report.finished_at else "",
+            "error": report.error_message,
+            "status": mailbox.get_status_display(),
+        }
+    )
 
 
 @member_required

@@ -188,8 +188,16 @@ MAIL_QUARANTINE_AFTER_FAILURES = _positive_int("MAIL_QUARANTINE_AFTER_FAILURES",
 
 # Celery: a broker on the file system unless CELERY_BROKER_URL names Redis.
 CELERY_BROKER_URL = _read("CELERY_BROKER_URL", env.str, "filesystem://")
+# The filesystem transport's folder; a test run gets its own, so concurrent runs never share.
+CELERY_BROKER_DIR = Path(
+    _read(
+        "CELERY_BROKER_DIR",
+        env.str,
+        str(DATA_DIR / (f"broker-test-{os.getpid()}" if RUNNING_TESTS else "broker")),
+    )
+)
 if CELERY_BROKER_URL == "filesystem://":
-    _broker_dir = DATA_DIR / "broker"
+    _broker_dir = CELERY_BROKER_DIR
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

@@ -32,6 +32,7 @@ urlpatterns = [
     ),
     path("", include("records.urls")),
     path("mail/", include("mailboxes.urls")),
+    path("mail/", include("mailboxes.reading_urls")),
     path("", include("sharing.urls")),
 ]
 

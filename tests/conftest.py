@@ -3,15 +3,21 @@ outsider from another organisation (healthchecks' test base)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client as HttpClient
 
 from records.models import Membership, Organization, Role, User
+from tests.peers.dovecot import DovecotServer
 from tests.records.factories import TEST_PASSWORD, MembershipFactory, OrganizationFactory
 
-pytest_plugins = ["tests.peers.fixtures", "tests.peers.fault_fixtures"]
+pytest_plugins = ["tests.peers.fixtures", "tests.peers.fault_fixtures", "tests.peers.celery_worker"]
 
 
 @dataclass
@@ -58,3 +64,24 @@ def owner_client(team: Team) -> HttpClient:
 @pytest.fixture
 def password() -> str:
     return TEST_PASSWORD
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_broker_folder() -> Iterator[None]:
+    """The filesystem broker folder of this test run (settings give each run its own) goes at the end."""
+    yield
+    folder = Path(settings.CELERY_BROKER_DIR)
+    if folder.name.startswith("broker-test-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def mail_settings(
+    settings: Any, tmp_path: Path, dovecot: DovecotServer
+) -> Any:
+    """Loopback mail hosts allowed, the test CA trusted, a private mail store."""
+    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
+    settings.MAIL_CA_FILE = str(dovecot.ca_file)
+    settings.MEDIA_ROOT = str(tmp_path / "mailstore")
+    settings.POP3_TIMEOUT_SECONDS = 5
+    return settings

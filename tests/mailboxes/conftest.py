@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any as SettingsWrapper
 
 import pytest
@@ -8,20 +7,7 @@ import pytest
 from mailboxes.models import Mailbox
 from tests.conftest import Team
 from tests.mailboxes.factories import MailboxFactory
-from tests.peers.dovecot import DovecotServer
 from tests.peers.fixtures import Pop3Account
-
-
-@pytest.fixture
-def mail_settings(
-    settings: SettingsWrapper, tmp_path: Path, dovecot: DovecotServer
-) -> SettingsWrapper:
-    """Loopback mail hosts allowed, the test CA trusted, a private mail store."""
-    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
-    settings.MAIL_CA_FILE = str(dovecot.ca_file)
-    settings.MEDIA_ROOT = str(tmp_path / "mailstore")
-    settings.POP3_TIMEOUT_SECONDS = 5
-    return settings
 
 
 def mailbox_for(account: Pop3Account, owner, **fields) -> Mailbox:  # type: ignore[no-untyped-def]

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import factory
 
-from mailboxes.models import Mailbox
+from mailboxes.mailstore import blob_store
+from mailboxes.models import (
+    AddressRole,
+    Attachment,
+    Direction,
+    Mailbox,
+    Message,
+    MessageAddress,
+    MessageLink,
+    MessageOrigin,
+)
 from sharing.models import MailboxSharing
 
 MAILBOX_PASSWORD = "pop-secret-Zq8!xv"
@@ -30,3 +40,67 @@ class MailboxFactory(factory.django.DjangoModelFactory):
         if create:
             self.save()
             MailboxSharing.objects.get_or_create(mailbox=self)
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    """A stored message. ``addresses``: (role, address) pairs, by default From the sender and
+    To the owner; ``records``: records to link it to."""
+
+    class Meta:
+        model = Message
+        skip_postgeneration_save = True
+
+    owner = None  # required: pass owner=<User with a membership>
+    mailbox = None
+    organization = factory.LazyAttribute(lambda o: o.owner.membership.organization)
+    origin = MessageOrigin.POP3
+    direction = Direction.INCOMING
+    subject = factory.Sequence(lambda n: f"Interview {n}")
+    from_name = "Taro Yamada"
+    from_address = "taro@example.jp"
+    snippet = "Hello there."
+    body_text = "Hello there.\n"
+
+    @factory.post_generation
+    def addresses(
+        self, create: bool, extracted: list[tuple[str, str]] | None, **kw: object
+    ) -> None:
+        pairs = (
+            extracted
+            if extracted is not None
+            else [(AddressRole.FROM, self.from_address), (AddressRole.TO, self.owner.email)]
+        )
+        MessageAddress.objects.bulk_create(
+            MessageAddress(
+                message=self, role=role, address=address, domain=address.rpartition("@")[2]
+            )
+            for role, address in pairs
+        )
+
+    @factory.post_generation
+    def records(self, create: bool, extracted: list | None, **kwargs: object) -> None:
+        MessageLink.objects.bulk_create(
+            MessageLink(message=self, record=record) for record in extracted or []
+        )
+
+
+def attachment_add(
+    message: Message,
+    *,
+    filename: str,
+    payload: bytes = b"%PDF-1.4 test",
+    content_type: str = "application/pdf",
+    content_id: str = "",
+) -> Attachment:
+    """Store ``payload`` (needs a MEDIA_ROOT) and attach it to ``message``."""
+    attachment = Attachment.objects.create(
+        message=message,
+        blob=blob_store(payload=payload),
+        filename=filename,
+        content_type=content_type,
+        size=len(payload),
+        content_id=content_id,
+        is_inline=bool(content_id),
+    )
+    Message.objects.filter(pk=message.pk).update(has_attachments=True)
+    return attachment

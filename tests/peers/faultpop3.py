@@ -35,7 +35,9 @@ class Faults:
     """What the server does wrong. Command names are upper-case POP3 verbs."""
 
     drop_mid_retr: int | None = None  # RETR n: send +OK and half the message, then hang up
-    stall_at: str | None = None  # before answering this command (or "GREETING"), go silent
+    stall_at: str | None = (
+        None  # before answering this command ("RETR", "RETR 60" or "GREETING"), go silent
+    )
     stall_seconds: float = 0.0
     stall_mid_retr: bool = False  # with stall_at="RETR": send half the message, then go silent
     # Reply this line instead of the normal answer. Key: "PASS", "RETR 2" for one message, or
@@ -262,8 +264,11 @@ class _Session:
             self.server.commands.append(line)
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
-        if self.faults.stall_at == verb and not self.faults.stall_mid_retr:
-            self._stall(verb)
+        if not self.faults.stall_mid_retr:
+            # "RETR" stalls every RETR; "RETR 60" only the RETR of message 60.
+            for at in (verb, f"{verb} {argument}".strip()):
+                if self.faults.stall_at == at:
+                    self._stall(at)
         override = self.faults.err_on.get(f"{verb} {argument}".strip()) or self.faults.err_on.get(
             verb
         )

@@ -44,14 +44,20 @@ def stored_message(
         thread=thread,
     )
     MessageAddress.objects.bulk_create(
-        MessageAddress(message=message, role=role, address=address, domain=address.rpartition("@")[2])
+        MessageAddress(
+            message=message, role=role, address=address, domain=address.rpartition("@")[2]
+        )
         for role, address in addresses
     )
-    MessageLink.objects.bulk_create(MessageLink(message=message, record=record) for record in records)
+    MessageLink.objects.bulk_create(
+        MessageLink(message=message, record=record) for record in records
+    )
     return message
 
 
-def sharing_set(mailbox: Mailbox, *, permission: str, excluded: Iterable[str] = ()) -> MailboxSharing:
+def sharing_set(
+    mailbox: Mailbox, *, permission: str, excluded: Iterable[str] = ()
+) -> MailboxSharing:
     """Give ``mailbox`` this permission and exactly these excluded domains."""
     sharing, _created = MailboxSharing.objects.get_or_create(mailbox=mailbox)
     sharing.permission = Permission(permission)

@@ -248,9 +248,7 @@ def _build_organization(world: World, label: str) -> None:
                 records=[records[link] for link in kind.links],
                 thread=threads[label_of_thread],
             )
-            world.cells.append(
-                Cell(message, label, permission, kind_name, kind, owner, excluded)
-            )
+            world.cells.append(Cell(message, label, permission, kind_name, kind, owner, excluded))
     for name, user in [
         ("admin", admin),
         ("recruiter", recruiter),
