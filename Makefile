@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint migrations-check peers clean
+.PHONY: run test lint migrations-check peers messages clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "RecruitMail needs Python 3.11 or newer")'
@@ -48,6 +48,12 @@ lint: $(STAMP_TEST)
 
 migrations-check: $(STAMP_TEST)
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+
+## messages: refresh the Japanese catalogue from the code (then translate) and compile it
+messages: $(STAMP_TEST)
+	DEBUG=true $(BIN)/python manage.py makemessages -l ja --no-obsolete --ignore=.venv --ignore=var --ignore=bench --ignore=tests
+	DEBUG=true $(BIN)/python manage.py makemessages -d djangojs -l ja --no-obsolete --ignore=.venv --ignore=var --ignore=bench --ignore=tests
+	DEBUG=true $(BIN)/python manage.py compilemessages -l ja --ignore=.venv
 
 clean:
 	rm -rf $(VENV) var

@@ -24,7 +24,7 @@ import binascii
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 OWNER_ADDRESS = "owner@agency.example"
@@ -72,7 +72,9 @@ class AddressPool:
         return [address for group in self.contacts.values() for address in group]
 
 
-def address_pool(*, candidates: int = 300, clients: int = 10, contacts_per_client: int = 3) -> AddressPool:
+def address_pool(
+    *, candidates: int = 300, clients: int = 10, contacts_per_client: int = 3
+) -> AddressPool:
     return AddressPool(
         candidates=[f"candidate{k}@mail{k % 7}.example" for k in range(candidates)],
         contacts={
@@ -139,11 +141,11 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 def _html(lines: list[str], *, remote_image: bool) -> str:
-    paragraphs = [
-        "<p>" + " ".join(lines[i : i + 4]) + "</p>" for i in range(0, len(lines), 4)
-    ]
+    paragraphs = ["<p>" + " ".join(lines[i : i + 4]) + "</p>" for i in range(0, len(lines), 4)]
     if len(paragraphs) > 2:
-        paragraphs.insert(1, '<p><a href="https://jobs.example/position/42">See the position</a></p>')
+        paragraphs.insert(
+            1, '<p><a href="https://jobs.example/position/42">See the position</a></p>'
+        )
     if remote_image:
         paragraphs.append('<img src="https://tracker.example/open.gif" width="1" height="1">')
     return "<html><body>\r\n" + "\r\n".join(paragraphs) + "\r\n</body></html>\r\n"
@@ -155,7 +157,7 @@ def corpus_messages(*, count: int, pool: AddressPool, seed: int = 1) -> Iterator
     text = _Text(rng)
     recent: list[_Sent] = []
     attachments_sent: list[tuple[str, bytes]] = []
-    start = datetime(2025, 1, 6, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
     everyone = pool.candidates + pool.all_contacts
     for index in range(count):
         japanese = None
@@ -168,7 +170,9 @@ def corpus_messages(*, count: int, pool: AddressPool, seed: int = 1) -> Iterator
         if parent is not None:
             correspondent = parent.correspondent
             japanese = parent.japanese
-            subject = parent.subject if parent.subject.startswith("Re: ") else f"Re: {parent.subject}"
+            subject = (
+                parent.subject if parent.subject.startswith("Re: ") else f"Re: {parent.subject}"
+            )
             references = (parent.references + [parent.message_id])[-20:]
         else:
             roll = rng.random()
@@ -228,9 +232,13 @@ def _headers(
     japanese: str | None,
 ) -> list[str]:
     if japanese:
-        charset, codec = ("ISO-2022-JP", "iso2022_jp") if japanese == "iso-2022-jp" else (
-            "Shift_JIS",
-            "shift_jis",
+        charset, codec = (
+            ("ISO-2022-JP", "iso2022_jp")
+            if japanese == "iso-2022-jp"
+            else (
+                "Shift_JIS",
+                "shift_jis",
+            )
         )
         subject_field = _encoded_word(subject, charset, codec)
         name_field = _encoded_word(name, charset, codec)
@@ -274,14 +282,20 @@ def _assemble(
         if japanese == "iso-2022-jp":
             parts.append(
                 (
-                    ["Content-Type: text/plain; charset=ISO-2022-JP", "Content-Transfer-Encoding: 7bit"],
+                    [
+                        "Content-Type: text/plain; charset=ISO-2022-JP",
+                        "Content-Transfer-Encoding: 7bit",
+                    ],
                     "\r\n".join(lines).encode("iso2022_jp") + b"\r\n",
                 )
             )
         else:
             parts.append(
                 (
-                    ["Content-Type: text/plain; charset=Shift_JIS", "Content-Transfer-Encoding: base64"],
+                    [
+                        "Content-Type: text/plain; charset=Shift_JIS",
+                        "Content-Transfer-Encoding: base64",
+                    ],
                     _base64_lines("\r\n".join(lines).encode("shift_jis") + b"\r\n"),
                 )
             )
@@ -292,7 +306,10 @@ def _assemble(
             ("\r\n".join(lines) + "\r\n").encode("ascii"),
         )
         html = (
-            ["Content-Type: text/html; charset=utf-8", "Content-Transfer-Encoding: quoted-printable"],
+            [
+                "Content-Type: text/html; charset=utf-8",
+                "Content-Transfer-Encoding: quoted-printable",
+            ],
             binascii.b2a_qp(_html(lines, remote_image=rng.random() < 0.3).encode()).replace(
                 b"\n", b"\r\n"
             ),
@@ -328,7 +345,9 @@ def _multipart(
     boundary = f"=_bench_{subtype}_{rng.getrandbits(64):016x}"
     chunks = [b"This is a multi-part message in MIME format.\r\n"]
     for part_headers, body in parts:
-        chunks.append(f"--{boundary}\r\n".encode() + "\r\n".join(part_headers).encode() + b"\r\n\r\n")
+        chunks.append(
+            f"--{boundary}\r\n".encode() + "\r\n".join(part_headers).encode() + b"\r\n\r\n"
+        )
         chunks.append(body if body.endswith(b"\r\n") else body + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
     return [f'Content-Type: multipart/{subtype}; boundary="{boundary}"'], b"".join(chunks)

@@ -9,15 +9,16 @@ message leaves the server before it is committed.
 2. A scratch database (a fresh PostgreSQL database beside ``DATABASE_URL`` when that is set,
    else a SQLite file) is migrated and given an organisation and a mailbox that deletes mail
    from the server after import.
-3. A calibration poll of a second mailbox measures how long a worker takes to boot and how
-   long a message takes to import.
-4. ``--kills`` times: start ``manage.py poll MAILBOX_ID`` and SIGKILL it at a random moment:
-   mostly somewhere in its poll (after it took the lease, uniformly over the poll's estimated
-   length), sometimes while it is still booting. After every kill the script checks that
-   each message missing from the server is already in the database, and that none is there
-   twice. Then new mail arrives (``--arrivals`` messages), so later kills have work to
-   interrupt too, and the dead worker's lease is marked expired: that step stands in for
-   waiting out ``MAIL_POLL_LEASE_SECONDS`` (``--wait-for-lease`` really waits).
+3. Calibration: two polls of a second mailbox measure a worker's boot, a poll with nothing
+   new, and the time per message.
+4. ``--kills`` times: start ``manage.py poll MAILBOX_ID`` and SIGKILL it at a random moment.
+   Most kills wait for the worker to take the lease, then land uniformly over its estimated
+   poll (connecting, RETR, batch commits); some wait for its last commit and land among the
+   DELEs, the QUIT and the bookkeeping; a few land while it boots. After every kill the
+   script checks that each message missing from the server is in the database, byte-exact,
+   and that none is there twice. Then new mail arrives (``--arrivals``), so later kills have
+   work to interrupt, and the dead worker's lease is marked expired: that step stands in
+   for waiting out ``MAIL_POLL_LEASE_SECONDS`` (``--wait-for-lease`` really waits).
 5. A last worker polls to completion. Every message ever delivered must be in the database
    exactly once, byte-exact (Dovecot's stored bytes, line ends normalised to CRLF as RETR
    sends them, against ``Message.raw``), and the server must be empty.
@@ -393,38 +394,29 @@ def check_byte_exact(run: Run, digests: set[str]) -> None:
 # -- the run ---------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=20, help="workers to kill (default 20)")
-    parser.add_argument(
-        "--messages",
-        type=int,
-        default=150,
-        help="messages on the server at the start (default 150)",
-    )
-    parser.add_argument(
-        "--arrivals",
-        type=int,
-        default=None,
-        help="new messages after each kill (default a tenth of --messages)",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    parser.add_argument(
-        "--wait-for-lease",
-        action="store_true",
-        help=f"wait {LEASE_SECONDS} s for a killed worker's lease to run out",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work folder and database")
-    parser.add_argument("--quiet", action="store_true", help="no line per kill")
+    add = parser.add_argument
+    add("--kills", type=int, default=20, help="workers to kill (default 20)")
+    add("--messages", type=int, default=150, help="messages at the start (default 150)")
+    add("--arrivals", type=int, help="new messages after each kill (default messages/10)")
+    add("--seed", type=int, default=random.randrange(1_000_000), help="default: random")
+    add("--wait-for-lease", action="store_true", help="let a dead worker's lease run out")
+    add("--keep", action="store_true", help="keep the work folder and the database")
+    add("--quiet", action="store_true", help="no line per kill")
     args = parser.parse_args(argv)
-    args.seed = args.seed if args.seed is not None else random.randrange(1_000_000)
-    arrivals = args.arrivals if args.arrivals is not None else max(1, args.messages // 10)
+    if args.arrivals is None:
+        args.arrivals = max(1, args.messages // 10)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="rm-crash-"))
     database_url, pg_name = scratch_database(work)
-    dovecot = DovecotServer(work / "dovecot").start()
+    dovecot = DovecotServer(work / "dovecot")
     user, password = "crash", secrets.token_urlsafe(12)
-    dovecot.add_user(user, password)
     env = {
         "DATABASE_URL": database_url,
         "DATABASE_CONN_MAX_AGE": "0",
@@ -439,14 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, random.Random(args.seed), work, dovecot, user, env)
     status = 1
     try:
+        dovecot.start()
+        dovecot.add_user(user, password)
         set_up_django(run)
         calibrate(run)
         run.mailbox_id = make_mailbox(run, user, "crash@crash.example", password)
         deliver(run, args.messages)
         print(
             f"crash test: seed {args.seed}, {args.messages} messages, {args.kills} kills, "
-            f"{arrivals} arrivals per kill, database {database_url.split(':')[0]}; worker boot "
-            f"{run.boot_seconds:.2f} s, connect {run.connect_seconds * 1000:.0f} ms, "
+            f"{args.arrivals} arrivals per kill, database {database_url.split(':')[0]}; worker "
+            f"boot {run.boot_seconds:.2f} s, connect {run.connect_seconds * 1000:.0f} ms, "
             f"{run.seconds_per_message * 1000:.1f} ms per message"
         )
         for number in range(1, args.kills + 1):
@@ -459,38 +453,39 @@ def main(argv: list[str] | None = None) -> int:
                     f"{kill.on_server:3d}, in database {kill.in_database:4d}"
                 )
             expire_lease(run, run.mailbox_id)
-            deliver(run, arrivals)
-        worker = start_worker(run, run.mailbox_id)
-        if worker.wait(timeout=300) != 0:
+            deliver(run, args.arrivals)
+        if start_worker(run, run.mailbox_id).wait(timeout=300) != 0:
             raise CheckFailed(f"the final poll failed; see {work / 'workers.log'}")
         final_check(run)
         status = 0
     except CheckFailed as failure:
         print(f"FAILED: {failure}")
     finally:
-        phases = Counter(kill.phase for kill in run.kills)
-        print(
-            f"crash test {'OK' if status == 0 else 'FAILED'}: {len(run.kills)} kills "
-            f"({phases['importing']} mid-import, {phases['deleting']} after the last commit, "
-            f"{phases['quitting']} after QUIT, {phases['connecting']} connecting, "
-            f"{phases['booting']} booting, "
-            f"{phases['finished']} after the poll finished); {len(run.delivered)} messages "
-            "delivered"
-            + (", each imported once and byte-exact; server empty" if status == 0 else "")
-        )
-        print(
-            f"  time {time.monotonic() - began:.1f} s; work folder {work}"
-            + ("" if args.keep else " (removed)")
-        )
+        summarise(run, status, time.monotonic() - began)
         dovecot.close()
-        from django.db import connections
+        if "django" in sys.modules:
+            from django.db import connections
 
-        connections.close_all()
+            connections.close_all()
         if pg_name and not args.keep:
             drop_database(pg_name)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return status
+
+
+def summarise(run: Run, status: int, seconds: float) -> None:
+    phases = Counter(kill.phase for kill in run.kills)
+    outcome = "OK" if status == 0 else "FAILED"
+    print(
+        f"crash test {outcome}: {len(run.kills)} kills ({phases['importing']} mid-import, "
+        f"{phases['deleting']} after the last commit, {phases['quitting']} after QUIT, "
+        f"{phases['connecting']} connecting, {phases['booting']} booting, "
+        f"{phases['finished']} after the poll finished); {len(run.delivered)} messages delivered"
+        + (", each imported once and byte-exact; server empty" if status == 0 else "")
+    )
+    kept = "" if run.args.keep else " (removed)"
+    print(f"  time {seconds:.1f} s; work folder {run.work}{kept}")
 
 
 if __name__ == "__main__":

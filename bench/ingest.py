@@ -32,11 +32,13 @@ import argparse
 import json
 import os
 import poplib
+import resource
 import shutil
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,21 @@ def _peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def _cpu_seconds() -> float:
+    """User plus system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU time (user + system) of another process, and of its reaped children if asked."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _current_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -82,7 +99,7 @@ def worker_poplib(spec: dict[str, Any]) -> dict[str, Any]:
     # poplib refuses lines over 2,048 octets; RecruitMail's client allows 1 MB. Same here, so
     # both read the same mail.
     poplib._MAXLINE = 1024 * 1024  # type: ignore[attr-defined]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     pop = poplib.POP3_SSL(spec["host"], spec["port"], context=context, timeout=30)
     pop.user(spec["user"])
     pop.pass_(spec["password"])
@@ -96,7 +113,49 @@ def worker_poplib(spec: dict[str, Any]) -> dict[str, Any]:
             email.message_from_bytes(raw)
     pop.quit()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "messages": count, "octets": octets, "peak_mb": _peak_rss_mb()}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu_started,
+        "messages": count,
+        "octets": octets,
+        "peak_mb": _peak_rss_mb(),
+    }
+
+
+class _BackendCpu:
+    """CPU time of the worker's PostgreSQL backends, the importer's commit thread's included.
+
+    That thread's connection closes when the poll ends, and its backend process exits with
+    it, so each backend's time is sampled every 50 ms while it lives."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def add(self, pid: int) -> None:
+        self.first[pid] = self.last[pid] = _process_cpu_seconds(pid)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+        return sum(self.last[pid] - self.first[pid] for pid in self.first)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self._read()
+
+    def _read(self) -> None:
+        for pid in list(self.first):
+            try:
+                self.last[pid] = _process_cpu_seconds(pid)
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue  # the backend has exited
 
 
 def worker_poll(spec: dict[str, Any]) -> dict[str, Any]:
@@ -105,16 +164,26 @@ def worker_poll(spec: dict[str, Any]) -> dict[str, Any]:
 
     django.setup()
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from mailboxes.importer import mailbox_poll
 
     queries = 0
+    backends = _BackendCpu()
 
     def count_query(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         nonlocal queries
         queries += 1
         return execute(sql, params, many, context)
 
+    def on_connection(sender, connection, **kwargs):  # type: ignore[no-untyped-def]
+        # Every connection the poll opens, on any thread, is counted.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backends.add(cursor.fetchone()[0])
+        connection.execute_wrappers.append(count_query)
+
+    connection_created.connect(on_connection)
     connection.ensure_connection()  # connecting is not the import's work
     before_mb = _current_rss_mb()
     profile_path = spec.get("profile")
@@ -124,16 +193,19 @@ def worker_poll(spec: dict[str, Any]) -> dict[str, Any]:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    started = time.perf_counter()
-    with connection.execute_wrapper(count_query):
-        report = mailbox_poll(mailbox_id=spec["mailbox_id"])
-    seconds = time.perf_counter() - started
+    backends.start()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    report = mailbox_poll(mailbox_id=spec["mailbox_id"])
+    seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    database_cpu_seconds = backends.stop()
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile_path)
     assert report is not None, "the mailbox was leased by another worker"
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "database_cpu_seconds": database_cpu_seconds,
         "queries": queries,
         "rss_before_mb": before_mb,
         "peak_mb": _peak_rss_mb(),
@@ -186,7 +258,9 @@ def _recreate_database(database_url: str) -> None:
     )
     admin.autocommit = True
     with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cursor.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     admin.close()
 
@@ -275,16 +349,29 @@ def _bench_one_size(
         "password": POP3_PASSWORD,
         "ca_file": str(server.ca_file),
     }
-    result: dict[str, Any] = {"count": count, "octets": total_octets, "fill_seconds": fill_seconds}
-    result["a1"] = _run_worker("poplib", {**login, "parse": False}, worker_env)
-    result["a2"] = _run_worker("poplib", {**login, "parse": True}, worker_env)
-    result["b"] = _run_worker(
-        "poll", {"mailbox_id": mailbox_id, "profile": profile}, worker_env
-    )
-    result["c"] = _run_worker("poll", {"mailbox_id": mailbox_id}, worker_env)
+    result: dict[str, Any] = {
+        "count": count,
+        "octets": total_octets,
+        "fill_seconds": fill_seconds,
+        # Other work on the machine slows every step; the reader should know.
+        "load": os.getloadavg()[0],
+    }
+
+    def measured(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+        # Dovecot's POP3 processes end with their session and are reaped by its master.
+        master = server._resources.process.pid
+        before = _process_cpu_seconds(master, children=True)
+        step = _run_worker(kind, spec, worker_env)
+        step["server_cpu_seconds"] = _process_cpu_seconds(master, children=True) - before
+        return step
+
+    result["a1"] = measured("poplib", {**login, "parse": False})
+    result["a2"] = measured("poplib", {**login, "parse": True})
+    result["b"] = measured("poll", {"mailbox_id": mailbox_id, "profile": profile})
+    result["c"] = measured("poll", {"mailbox_id": mailbox_id})
     for raw in later:
         server.deliver(user, raw)
-    result["d"] = _run_worker("poll", {"mailbox_id": mailbox_id}, worker_env)
+    result["d"] = measured("poll", {"mailbox_id": mailbox_id})
     result["stored_messages"] = Message.objects.filter(mailbox_id=mailbox_id).count()
     result["linked_messages"] = (
         MessageLink.objects.filter(message__mailbox_id=mailbox_id)
@@ -319,7 +406,9 @@ def _problems(result: dict[str, Any]) -> list[str]:
     if result["a1"]["messages"] != count or result["a2"]["messages"] != count:
         problems.append("(a) did not see every message")
     if result["stored_messages"] != count + NEW_MESSAGES:
-        problems.append(f"{result['stored_messages']} messages stored, expected {count + NEW_MESSAGES}")
+        problems.append(
+            f"{result['stored_messages']} messages stored, expected {count + NEW_MESSAGES}"
+        )
     if result["linked_messages"] == 0:
         problems.append("no message was linked to a record")
     return problems
@@ -329,23 +418,46 @@ def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f} msg/s" if seconds > 0 else "n/a"
 
 
+def _timing(step: dict[str, Any], count: int, megabytes: float) -> str:
+    seconds = step["seconds"]
+    return (
+        f"{seconds:8.2f} s  {_rate(count, seconds):>12}  {megabytes / seconds:6.1f} MB/s"
+        f"  (CPU: worker {step['cpu_seconds']:.1f} s"
+        + (
+            f", its PostgreSQL backends {step['database_cpu_seconds']:.1f} s"
+            if "database_cpu_seconds" in step
+            else ""
+        )
+        + f", Dovecot {step['server_cpu_seconds']:.1f} s)"
+    )
+
+
 def _print_size(result: dict[str, Any]) -> None:
     count, megabytes = result["count"], result["octets"] / 1e6
     a1, a2, b, c, d = (result[key] for key in ("a1", "a2", "b", "c", "d"))
-    print(f"== N = {count:,} messages, {megabytes:,.1f} MB on the server (filled in {result['fill_seconds']:.1f} s)")
-    print(f"(a1) poplib RETR only:             {a1['seconds']:8.2f} s  {_rate(count, a1['seconds']):>12}  {megabytes / a1['seconds']:6.1f} MB/s")
-    print(f"(a2) poplib RETR + email parse:    {a2['seconds']:8.2f} s  {_rate(count, a2['seconds']):>12}  {megabytes / a2['seconds']:6.1f} MB/s")
-    print(f"(b)  RecruitMail full import:      {b['seconds']:8.2f} s  {_rate(b['imported'], b['seconds']):>12}  {megabytes / b['seconds']:6.1f} MB/s")
+    print(
+        f"== N = {count:,} messages, {megabytes:,.1f} MB on the server"
+        f" (filled in {result['fill_seconds']:.1f} s; load average {result['load']:.2f})"
+    )
+    print(f"(a1) poplib RETR only:           {_timing(a1, count, megabytes)}")
+    print(f"(a2) poplib RETR + email parse:  {_timing(a2, count, megabytes)}")
+    print(f"(b)  RecruitMail full import:    {_timing(b, b['imported'], megabytes)}")
     print(f"(b)/(a2) ratio: {b['seconds'] / a2['seconds']:.2f}")
     print(
         f"(b)  queries: {b['queries']:,} = {b['queries'] / max(b['imported'], 1):.3f} per imported message"
         f" ({b['imported']:,} imported, {result['linked_messages']:,} linked to records,"
         f" mail store {result['store_mb']:,.0f} MB)"
     )
-    print(f"(b)  peak worker memory: {b['peak_mb']:.0f} MB (VmHWM; {b['rss_before_mb']:.0f} MB before the poll)")
-    print(f"(c)  incremental poll, nothing new: {c['seconds']:.3f} s, {c['queries']} queries, peak {c['peak_mb']:.0f} MB")
     print(
-        f"(d)  incremental poll, {NEW_MESSAGES} new:     {d['seconds']:.3f} s, {d['queries']} queries"
+        f"(b)  peak worker memory: {b['peak_mb']:.0f} MB"
+        f" (VmHWM; {b['rss_before_mb']:.0f} MB before the poll)"
+    )
+    print(
+        f"(c)  incremental poll, nothing new: {c['seconds']:.3f} s, {c['queries']} queries,"
+        f" peak {c['peak_mb']:.0f} MB"
+    )
+    print(
+        f"(d)  incremental poll, {NEW_MESSAGES} new: {d['seconds']:.3f} s, {d['queries']} queries"
         f" ({d['imported']} imported), peak {d['peak_mb']:.0f} MB"
     )
 
@@ -426,14 +538,18 @@ def main(argv: list[str] | None = None) -> int:
                 "MAIL_STORE_DIR": str(workdir / "mailstore"),
                 "RECRUITMAIL_DATA_DIR": str(workdir / "data"),
                 "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
+                ),
             }
             os.environ.update(env)
             import django
 
             django.setup()
-            print(f"RecruitMail import benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                  f"PostgreSQL at {args.database_url.rsplit('@', 1)[-1]}, Dovecot POP3S on loopback")
+            print(
+                f"RecruitMail import benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+                f"PostgreSQL at {args.database_url.rsplit('@', 1)[-1]}, Dovecot POP3S on loopback"
+            )
             results = []
             for count in sizes:
                 result = _bench_one_size(

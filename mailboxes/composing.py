@@ -22,6 +22,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
@@ -103,6 +104,15 @@ class Draft:
     auto_submitted: bool = False  # RFC 3834: a notification, so autoresponders stay quiet
 
 
+class UploadedFileLike(Protocol):
+    """What message_compose accepts as an attachment besides OutgoingAttachment."""
+
+    name: str | None
+    content_type: str | None
+
+    def read(self) -> bytes: ...
+
+
 def _has_line_break_or_control(text: str) -> bool:
     # Cc: C0/C1 controls (CR, LF, NUL, VT, FF, NEL...); Zl/Zp: U+2028/U+2029, which
     # str.splitlines() also treats as line ends.
@@ -163,6 +173,20 @@ def recipients_parse(values: Sequence[str], *, field: str) -> list[Recipient]:
     return recipients
 
 
+def sender_address_clean(address: str) -> str:
+    """A sender address (a mailbox's or the system sender's), normalised for From and MAIL FROM."""
+    try:
+        normalised = normalize_address(address)
+    except InvalidAddress:
+        normalised = ""
+    if not normalised.isascii() or not normalised:
+        raise MessageInvalid(
+            _("The sender address %(address)s cannot be used; correct it in the settings.")
+            % {"address": address}
+        )
+    return normalised
+
+
 def recipients_check_count(to: list[Recipient], cc: list[Recipient], bcc: list[Recipient]) -> None:
     total = len({r.address for r in [*to, *cc, *bcc]})
     if total == 0:
@@ -208,6 +232,27 @@ def attachments_clean(attachments: Sequence[OutgoingAttachment]) -> list[Outgoin
             }
         )
     return cleaned
+
+
+def attachment_from_upload(item: OutgoingAttachment | UploadedFileLike) -> OutgoingAttachment:
+    """An uploaded file (Django's UploadedFile or alike) as an attachment to send."""
+    if isinstance(item, OutgoingAttachment):
+        return item
+    return OutgoingAttachment(
+        filename=item.name or "attachment",
+        content_type=item.content_type or "application/octet-stream",
+        payload=item.read(),
+    )
+
+
+def attachments_of(parent: Message) -> list[OutgoingAttachment]:
+    """The files of a stored message, to forward them."""
+    files = []
+    for attachment in parent.attachments.select_related("blob").order_by("pk"):
+        with attachment.blob.file.open("rb") as handle:
+            payload = handle.read()
+        files.append(OutgoingAttachment(attachment.filename, attachment.content_type, payload))
+    return files
 
 
 def reply_subject(subject: str) -> str:

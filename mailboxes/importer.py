@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -23,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from mailboxes.committer import BackgroundCommitter
 from mailboxes.leases import lease_acquire, lease_release, lease_renew
 from mailboxes.mailstore import content_hash
 from mailboxes.models import (
@@ -322,28 +324,37 @@ def _record_too_large(session: _Session, item: _Wanted) -> None:
 
 
 def _fetch_and_store(session: _Session, wanted: list[_Wanted]) -> int:
-    """RETR, parse and commit ``wanted`` in batches; return how many messages failed."""
-    failed = 0
+    """RETR, parse and commit ``wanted`` in batches; return how many messages failed.
+
+    Each batch commits on a second thread while the next one is fetched (BackgroundCommitter);
+    every commit has ended when this returns or raises.
+    """
+
+    def committed(batch: Sequence[IncomingMessage], failed: int) -> None:
+        session.retrieved_uncommitted -= len(batch) - failed
+
     batch: list[IncomingMessage] = []
     batch_bytes = 0
-    for item in wanted:
-        try:
-            incoming = _retrieve(session, item)
-        except Pop3Error:
-            # The session is lost, but the messages retrieved before it are whole: commit them
-            # before giving up. Otherwise a message that always breaks the connection would
-            # keep every message batched before it from being committed, poll after poll.
-            _commit(session, batch)
-            raise
-        if incoming is None:
-            continue
-        batch.append(incoming)
-        batch_bytes += len(incoming.raw)
-        if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-            failed += _commit(session, batch)
-            batch, batch_bytes = [], 0
-    failed += _commit(session, batch)
-    return failed
+    with BackgroundCommitter(lambda batch: _commit(session, list(batch)), committed) as committer:
+        for item in wanted:
+            try:
+                incoming = _retrieve(session, item)
+            except Pop3Error:
+                # The session is lost, but the messages retrieved before it are whole: commit
+                # them before giving up. Otherwise a message that always breaks the connection
+                # would keep every message batched before it from being committed, poll after
+                # poll.
+                committer.submit(batch)
+                raise
+            if incoming is None:
+                continue
+            batch.append(incoming)
+            batch_bytes += len(incoming.raw)
+            if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+                committer.submit(batch)
+                batch, batch_bytes = [], 0
+        committer.submit(batch)
+    return committer.failed
 
 
 def _retrieve(session: _Session, item: _Wanted) -> IncomingMessage | None:
@@ -420,7 +431,7 @@ def _count(session: _Session, outcome: object, size: int) -> None:
     report = session.report
     report.imported += outcome.imported  # type: ignore[attr-defined]
     report.duplicates += outcome.duplicates  # type: ignore[attr-defined]
-    session.retrieved_uncommitted -= size
+    # session.retrieved_uncommitted is the fetching thread's to change (_fetch_and_store).
     _save_progress(report)
 
 

@@ -21,7 +21,10 @@ def content_hash(data: bytes) -> str:
 
 
 def _store(prefix: str, digest: str, suffix: str, data: bytes) -> str:
-    name = f"{prefix}/{digest[:2]}/{digest[2:4]}/{digest}{suffix}"
+    # One level of 256 folders, as git's object store: two levels (65,536 folders) made nearly
+    # every message of a first import create a folder, which costs as much as the file itself
+    # (bench/ingest.py). Names already stored keep their old paths: each row holds its name.
+    name = f"{prefix}/{digest[:2]}/{digest}{suffix}"
     if default_storage.exists(name):
         if default_storage.size(name) == len(data):
             return name

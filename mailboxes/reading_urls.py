@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from mailboxes import compose_views
 from mailboxes import reading_views as views
 
 app_name = "mail"
@@ -16,6 +17,7 @@ urlpatterns = [
     path("shared/", views.shared, name="shared"),
     path("clients/", views.client_folder, name="client_folder"),
     path("search/", views.search, name="search"),
+    path("compose/", compose_views.compose, name="compose"),
     path("messages/<int:pk>/", views.message_detail, name="message"),
     path("messages/<int:pk>/body/", views.message_body, name="message_body"),
     path("messages/<int:pk>/original/", views.message_original, name="message_original"),

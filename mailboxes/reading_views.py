@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages as flash
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
@@ -32,7 +33,7 @@ from mailboxes.downloads import (
     raw_source_response,
 )
 from mailboxes.message_frame import IFRAME_SANDBOX, cut_html, frame_document, frame_policy
-from mailboxes.models import Message
+from mailboxes.models import Direction, Message
 from mailboxes.search import MAX_QUERY_LENGTH
 from mailboxes.selectors import BODY_DISPLAY_LIMIT, Folder
 from mailboxes.services_mail import message_delete, message_mark_read
@@ -100,6 +101,27 @@ def _message_url(name: str, pk: int, **params: bool) -> str:
     return reverse(name, args=[pk]) + (f"?{query}" if query else "")
 
 
+def _body_context(request: HttpRequest, message: Any, *, full: bool, as_text: bool) -> dict:
+    """How the body shows: the HTML frame, or the text (cut at BODY_DISPLAY_LIMIT unless
+    ``full``; the selector already cut it in SQL, one character long, to tell)."""
+    has_html = bool(message.html_length)
+    show_html = has_html and not as_text
+    body_text = message.text_head
+    text_cut = len(body_text) > BODY_DISPLAY_LIMIT
+    if text_cut and full and not show_html:
+        body_text = selectors.message_full_text(user=request.user, pk=message.pk)
+    elif text_cut:
+        body_text = body_text[:BODY_DISPLAY_LIMIT]
+    html_cut = message.html_length > BODY_DISPLAY_LIMIT
+    return {
+        "body_text": body_text,
+        "show_html": show_html,
+        "has_html": has_html,
+        "has_text": bool(message.text_head.strip()),
+        "body_cut": not full and (html_cut if show_html else text_cut),
+    }
+
+
 @member_required
 def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
     full = request.GET.get("full") == "1"
@@ -108,15 +130,8 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
     message: Any = get_object_or_404(selectors.readable_messages(request.user), pk=pk)
     is_owner = message.owner_id == request.user.pk
     message_mark_read(message=message, reader=request.user)
-    has_html = bool(message.html_length)
-    body_text = message.text_head
-    text_cut = len(body_text) > BODY_DISPLAY_LIMIT
-    if text_cut and full:
-        body_text = selectors.message_full_text(user=request.user, pk=pk)
-    elif text_cut:
-        body_text = body_text[:BODY_DISPLAY_LIMIT]
-    show_html = has_html and not as_text
     switches = {"full": full, "images": images, "text": as_text}
+    folder = "mail:sent" if message.direction == Direction.OUTGOING else "mail:inbox"
     context = {
         "message": message,
         "is_owner": is_owner,
@@ -127,12 +142,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "records": selectors.message_records(user=request.user, message=message),
         "attachments": selectors.message_attachments(message),
         "thread": selectors.thread_messages(user=request.user, message=message),
-        "body_text": body_text,
-        "show_html": show_html,
-        "body_cut": not full
-        and (message.html_length > BODY_DISPLAY_LIMIT if show_html else text_cut),
-        "has_text": bool(message.text_head.strip()),
-        "has_html": has_html,
+        **_body_context(request, message, full=full, as_text=as_text),
         "show_images": images,
         "iframe_sandbox": IFRAME_SANDBOX,
         "frame_url": _message_url("mail:message_body", pk, full=full, images=images),
@@ -142,14 +152,15 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "no_images": _message_url("mail:message", pk, **{**switches, "images": False}),
             "text": _message_url("mail:message", pk, **{**switches, "text": True}),
             "html": _message_url("mail:message", pk, **{**switches, "text": False}),
+            "after_delete": reverse(folder),
         },
-        "next": request.GET.get("next", ""),
     }
     return render(request, "mailboxes/reading/message_detail.html", context)
 
 
 def _cid_resolver(request: HttpRequest, message: Message) -> Any:
     """Map a Content-ID to the inline-image URL of the attachment it names (or None)."""
+    reader_id = int(request.user.pk)  # type: ignore[arg-type]  # a member is signed in
     by_cid: dict[str, int] = {}
     for attachment in selectors.message_attachments(message).exclude(content_id=""):
         if is_inline_image(attachment):
@@ -160,7 +171,7 @@ def _cid_resolver(request: HttpRequest, message: Message) -> Any:
         attachment_id = by_cid.get(content_id) or by_cid.get(content_id.lower())
         if attachment_id is None:
             return None
-        token = inline_image_token(attachment_id=attachment_id, user_id=request.user.pk)
+        token = inline_image_token(attachment_id=attachment_id, user_id=reader_id)
         return reverse("mail:attachment_inline", args=[attachment_id, token])
 
     return resolve
@@ -194,14 +205,14 @@ def message_body(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required
-def message_original(request: HttpRequest, pk: int) -> HttpResponse:
+def message_original(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The raw source as plain text ("view original")."""
     message = get_object_or_404(
         selectors.listable_messages(request.user).only("pk", "raw", "raw_size"), pk=pk
     )
     if not message.raw:
         raise Http404("No original is stored for this message.")
-    return raw_source_response(message)  # type: ignore[return-value]
+    return raw_source_response(message)
 
 
 @member_required
@@ -225,12 +236,12 @@ def message_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required
-def attachment_download(request: HttpRequest, pk: int) -> HttpResponse:
+def attachment_download(request: HttpRequest, pk: int) -> HttpResponseBase:
     attachment = get_object_or_404(selectors.readable_attachments(request.user), pk=pk)
     return attachment_response(attachment)
 
 
-def attachment_inline(request: HttpRequest, pk: int, token: str) -> HttpResponse:
+def attachment_inline(request: HttpRequest, pk: int, token: str) -> HttpResponseBase:
     """An image of the frame document. The sandboxed frame may send no session cookie, so
     the signed token names the reader; the visibility rule is applied for that reader."""
     reader_id = inline_image_reader(token=token, attachment_id=pk)

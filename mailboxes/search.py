@@ -15,6 +15,8 @@ tests alone (``LIKE``, case-insensitive for ASCII), which is the same result for
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connections
 from django.db.models import Q, QuerySet
@@ -37,7 +39,7 @@ def search_terms(text: str) -> list[str]:
     return list(dict.fromkeys(words))[:MAX_TERMS]
 
 
-def _ids_containing(term: str) -> QuerySet[Message]:
+def _ids_containing(term: str) -> QuerySet[Any]:
     """The ids of all messages where ``term`` occurs: a UNION of three index-backed queries
     (message fields, correspondents, attachment names), used as ``pk IN (...)``, which the
     database runs as a semi-join rather than as a test on every message."""

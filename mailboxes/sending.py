@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -33,7 +32,10 @@ from mailboxes.composing import (
     MessageInvalid,
     OutgoingAttachment,
     Recipient,
+    UploadedFileLike,
+    attachment_from_upload,
     attachments_clean,
+    attachments_of,
     body_clean,
     draft_build,
     forward_subject,
@@ -46,6 +48,7 @@ from mailboxes.composing import (
     reply_recipients,
     reply_subject,
     reply_to_warning,
+    sender_address_clean,
     single_line_name,
     subject_clean,
     user_zone,
@@ -74,7 +77,7 @@ from mailboxes.models import (
 from mailboxes.parsing import parse_message
 from mailboxes.smtp import SmtpAccount, SmtpError, send_raw_message
 from mailboxes.smtp_errors import refused_recipients_message
-from records.addresses import InvalidAddress, domain_of, normalize_address
+from records.addresses import domain_of
 from records.models import Membership, Organization, Record, Role, User
 
 __all__ = [
@@ -90,13 +93,6 @@ logger = logging.getLogger(__name__)
 
 SENDABLE_STATES = (SendState.DRAFT, SendState.FAILED)
 ENVELOPE_ROLES = (AddressRole.TO, AddressRole.CC, AddressRole.BCC)
-
-
-class UploadedFileLike(Protocol):
-    name: str | None
-    content_type: str | None
-
-    def read(self) -> bytes: ...
 
 
 class SystemSenderMissing(Exception):
@@ -149,7 +145,7 @@ def message_compose(
     subject = subject_clean(subject)
     in_reply_to_id = ""
     references: list[str] = []
-    files = [_outgoing(item) for item in attachments]
+    files = [attachment_from_upload(item) for item in attachments]
     if in_reply_to is not None:
         subject = reply_subject(subject or in_reply_to.subject)
         in_reply_to_id, references = reference_chain(in_reply_to)
@@ -159,10 +155,10 @@ def message_compose(
         subject = forward_subject(subject or forward_of.subject)
         if include_quote:
             body = _below(body, forward_text(forward_of, zone=zone))
-        files = _parent_attachments(forward_of) + files
+        files = attachments_of(forward_of) + files
     draft = _draft(
         from_name=single_line_name(sender.full_name),
-        from_address=_sender_address(mailbox.email_address),
+        from_address=sender_address_clean(mailbox.email_address),
         to=to,
         cc=cc,
         bcc=bcc,
@@ -223,8 +219,8 @@ def message_send(*, message: Message) -> Message:
         logger.info("message %s not sent: %s", message.pk, exc.message)
         return _send_finish(message, SendState.FAILED, exc.message)
     except BaseException:
-        # Never leave the message SENDING (it could then never be sent again): nothing was
-        # handed to the server, as every SMTP failure is an SmtpError.
+        # A bug or a task time limit: never leave the message SENDING, where it could never
+        # be sent again. (SMTP failures are SmtpErrors, handled above.)
         logger.exception("message %s not sent: unexpected error", message.pk)
         _send_finish(message, SendState.FAILED, _("Sending failed because of an internal error."))
         raise
@@ -256,7 +252,7 @@ def notification_send(
         raise SystemSenderMissing(organization.pk)
     draft = _draft(
         from_name=single_line_name(system_sender.name),
-        from_address=_sender_address(system_sender.address),
+        from_address=sender_address_clean(system_sender.address),
         to=to,
         cc=(),
         bcc=(),
@@ -310,42 +306,10 @@ def _sending_mailbox(sender: User, mailbox: Mailbox | None) -> Mailbox:
     return mailbox
 
 
-def _sender_address(address: str) -> str:
-    try:
-        normalised = normalize_address(address)
-    except InvalidAddress:
-        normalised = ""
-    if not normalised.isascii() or not normalised:
-        raise MessageInvalid(
-            _("The sender address %(address)s cannot be used; correct it in the settings.")
-            % {"address": address}
-        )
-    return normalised
-
-
 def _below(text: str, addition: str) -> str:
     """``addition`` after the writer's text and a blank line (no leading blank lines)."""
     text = text.rstrip()
     return f"{text}\n\n{addition}" if text else addition
-
-
-def _outgoing(item: OutgoingAttachment | UploadedFileLike) -> OutgoingAttachment:
-    if isinstance(item, OutgoingAttachment):
-        return item
-    return OutgoingAttachment(
-        filename=item.name or "attachment",
-        content_type=item.content_type or "application/octet-stream",
-        payload=item.read(),
-    )
-
-
-def _parent_attachments(parent: Message) -> list[OutgoingAttachment]:
-    files = []
-    for attachment in parent.attachments.select_related("blob").order_by("pk"):
-        with attachment.blob.file.open("rb") as handle:
-            payload = handle.read()
-        files.append(OutgoingAttachment(attachment.filename, attachment.content_type, payload))
-    return files
 
 
 def _draft(
@@ -483,9 +447,13 @@ def _smtp_account(message: Message) -> SmtpAccount:
             if system_sender is None:
                 raise _NoAccount(str(SystemSenderMissing.user_message))
             return SmtpAccount.of(system_sender)
-        if message.mailbox is None:
+        # Read afresh: the owner may have corrected the password since the row was loaded.
+        mailbox = (
+            Mailbox.objects.filter(pk=message.mailbox_id).first() if message.mailbox_id else None
+        )
+        if mailbox is None:
             raise _NoAccount(_("The mailbox this message was written in no longer exists."))
-        return SmtpAccount.of(message.mailbox)
+        return SmtpAccount.of(mailbox)
     except CredentialUnreadable:
         raise _NoAccount(
             _("The stored password cannot be read. Enter it again in the mailbox settings.")

@@ -46,3 +46,16 @@ def message_delete(*, message: Message, user: Any) -> bool:
         message.deleted_at = now
         logger.info("message deleted in the hub: id=%s owner=%s", message.pk, user.pk)
     return changed == 1
+
+
+def draft_discard(*, draft_id: int, user: Any) -> bool:
+    """Drop the user's unsent draft (replaced by the corrected one the form sends again)."""
+    from mailboxes.models import MessageOrigin, SendState
+
+    deleted, _ = Message.objects.filter(
+        pk=draft_id,
+        owner_id=user.pk,
+        origin=MessageOrigin.HUB,
+        send_state__in=[SendState.DRAFT, SendState.FAILED],
+    ).delete()
+    return bool(deleted)

@@ -285,6 +285,9 @@ def translate_errors(
             raise TemporaryFailure(detail) from None
         raise ProtocolError(detail, message=GREETING_REFUSED_MESSAGE) from None
     except smtplib.SMTPServerDisconnected as exc:
+        # smtplib reports a read that timed out as "Connection unexpectedly closed".
+        if isinstance(exc.__context__, TimeoutError):
+            raise Timeout(str(exc.__context__) or "timed out") from None
         raise ConnectionLost(scrub(str(exc))) from None
     except smtplib.SMTPResponseException as exc:
         detail = f"{exc.smtp_code} {scrub(exc.smtp_error)}"

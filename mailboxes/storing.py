@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 # A Date header more than this far in the future is a lie (or a broken clock): sort by arrival.
 MAX_FUTURE_SKEW = timedelta(days=2)
+# PostgreSQL cannot put a value over about 2,700 bytes (a third of a page) into a b-tree index,
+# and Message.message_id is indexed. 998 characters of 3-byte UTF-8 (a hostile Message-ID)
+# would make that message fail to commit on every poll and end in quarantine, never stored.
+MAX_MESSAGE_ID_BYTES = 2000
 
 
 @dataclass
@@ -74,6 +78,16 @@ def _correspondents(parsed: ParsedMessage) -> list[tuple[str, Correspondent]]:
     ):
         people.extend((role, person) for person in group)
     return people
+
+
+def _indexable_message_id(message_id: str) -> str:
+    """``message_id`` cut to 998 characters and MAX_MESSAGE_ID_BYTES of UTF-8 (no real id is
+    near either bound, so matching replies and copies is unaffected)."""
+    message_id = message_id[:998]
+    encoded = message_id.encode("utf-8", "surrogatepass")
+    if len(encoded) <= MAX_MESSAGE_ID_BYTES:
+        return message_id
+    return encoded[:MAX_MESSAGE_ID_BYTES].decode("utf-8", "ignore")  # no half character
 
 
 def _sort_time(parsed: ParsedMessage, now: datetime) -> datetime:
@@ -301,7 +315,7 @@ def _build_message(mailbox: Mailbox, incoming: IncomingMessage, now: datetime) -
         origin=MessageOrigin.POP3,
         direction=Direction.OUTGOING if outgoing else Direction.INCOMING,
         import_state=ImportState.UNPARSED if parsed.unparsed else ImportState.PARSED,
-        message_id=parsed.message_id[:998],
+        message_id=_indexable_message_id(parsed.message_id),
         in_reply_to=parsed.in_reply_to[:998],
         references=" ".join(parsed.references),
         subject=parsed.subject[:998],

@@ -9,6 +9,7 @@ from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -229,11 +230,13 @@ def mailbox_make_active(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
     mailbox_activate(mailbox=mailbox)
     messages.success(request, _("%(name)s is now your active mailbox.") % {"name": mailbox.name})
-    return redirect(
-        request.POST.get("next")
-        if request.POST.get("next", "").startswith("/")
-        else "mailboxes:list"
-    )
+    target = request.POST.get("next", "")
+    # Only a path on this site: "//evil.example" or "https://…" would be an open redirect.
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("mailboxes:list")
 
 
 @member_required

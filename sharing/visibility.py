@@ -41,15 +41,39 @@ from sharing.models import ExcludedDomain, Permission
 if TYPE_CHECKING:
     from mailboxes.models import Message
 
-NOTHING = Q(pk__in=[])
+# SQL shape. Everything that needs a link is one EXISTS over the message's links, and it reads
+# the message's own columns (origin, the mailbox's permission) inside. That is deliberate: an
+# EXISTS under OR that only correlates on ``message_id`` is turned by PostgreSQL into a "hashed
+# SubPlan", which reads the organisation's whole link table on every page load (hundreds of
+# milliseconds at a million messages); this one is probed through the (message, record) index
+# for the rows the page actually looks at. tests/sharing/test_visibility_matrix.py holds the
+# rule still, bench/visibility.py the speed.
+PERMISSION = "visibility_permission"  # the message's mailbox's permission, as a query alias
 
 
-def _linked() -> Exists:
-    return Exists(MessageLink.objects.filter(message_id=OuterRef("pk")))
+def _outer(name: str) -> ExpressionWrapper:
+    return ExpressionWrapper(OuterRef(name), output_field=CharField())
 
 
-def _linked_to_shared_record() -> Exists:
-    return Exists(MessageLink.objects.filter(message_id=OuterRef("pk"), record__share_emails=True))
+def _shared_through_a_link(*, is_admin: bool) -> Exists:
+    """M has a link through which a non-owner (an admin or not) sees it: any link for mail
+    sent from the hub; for POP3 mail, any link when the permission is Public (or Admin, for an
+    admin), a link to a record whose "share emails" is ticked when it is Custom. (Public's
+    excluded domains are applied by ``visible_messages``.)"""
+    any_link = [Permission.PUBLIC, Permission.ADMIN] if is_admin else [Permission.PUBLIC]
+    links = MessageLink.objects.filter(message_id=OuterRef("pk")).alias(
+        message_origin=_outer("origin"), mailbox_permission=_outer(PERMISSION)
+    )
+    return Exists(
+        links.filter(
+            Q(message_origin=MessageOrigin.HUB)
+            | Q(message_origin=MessageOrigin.POP3)
+            & (
+                Q(mailbox_permission__in=any_link)
+                | Q(mailbox_permission=Permission.CUSTOM, record__share_emails=True)
+            )
+        )
+    )
 
 
 def _has_excluded_correspondent() -> Exists:
@@ -74,15 +98,6 @@ def _has_excluded_correspondent() -> Exists:
     )
 
 
-def shared_by_permission(*, is_admin: bool) -> Q:
-    """POP3 mail that the mailbox owner's permission shares with a non-owner (admin or not)."""
-    permission = "mailbox__sharing__permission"
-    admin_clause = Q(**{permission: Permission.ADMIN}) if is_admin else NOTHING
-    public_clause = Q(**{permission: Permission.PUBLIC}) & ~_has_excluded_correspondent()
-    custom_clause = Q(**{permission: Permission.CUSTOM}) & _linked_to_shared_record()
-    return Q(origin=MessageOrigin.POP3) & _linked() & (admin_clause | public_clause | custom_clause)
-
-
 def visible_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message]:
     """``queryset`` narrowed to the messages ``user`` may see (see the module's table)."""
     membership = (
@@ -90,7 +105,18 @@ def visible_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message
     )
     if membership is None or not user.is_active:
         return queryset.none()
-    sent_from_hub = Q(origin=MessageOrigin.HUB) & _linked()
-    return queryset.filter(organization_id=membership.organization_id).filter(
-        Q(owner_id=user.pk) | sent_from_hub | shared_by_permission(is_admin=membership.is_admin)
+    # Excluded domains narrow only POP3 mail of a Public mailbox; the other ways a link shares
+    # mail (hub mail, Admin, Custom) ignore them.
+    not_excluded = (
+        Q(origin=MessageOrigin.HUB)
+        | Q(**{f"{PERMISSION}__in": [Permission.ADMIN, Permission.CUSTOM]})
+        | ~_has_excluded_correspondent()
+    )
+    return (
+        queryset.filter(organization_id=membership.organization_id)
+        .alias(**{PERMISSION: F("mailbox__sharing__permission")})
+        .filter(
+            Q(owner_id=user.pk)
+            | (_shared_through_a_link(is_admin=membership.is_admin) & not_excluded)
+        )
     )

@@ -31,6 +31,14 @@ INDEXES = [  # name, table, expression, operator class
 ]
 
 
+class TrigramExtensionOnPostgreSQL(TrigramExtension):
+    """Django's CreateExtension skips other databases going forwards, not backwards."""
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
 def create_search_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
@@ -54,7 +62,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # A no-op on SQLite (CreateExtension checks the database vendor itself).
-        TrigramExtension(),
+        TrigramExtensionOnPostgreSQL(),
         migrations.RunPython(create_search_indexes, drop_search_indexes),
     ]

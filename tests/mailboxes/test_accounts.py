@@ -291,3 +291,16 @@ def test_quarantine_is_shown_and_retried(team: Team) -> None:
     other_row.refresh_from_db()
     assert (row.state, row.failures) == (ServerMessageState.FAILED, 0)
     assert other_row.state == ServerMessageState.QUARANTINED
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+def test_switching_mailbox_never_redirects_off_site(team: Team, target: str) -> None:
+    mailbox = MailboxFactory(owner=team.owner, is_active=False, name="Spare")
+    response = team.client_for(team.owner).post(
+        reverse("mailboxes:activate", args=[mailbox.pk]), {"next": target}
+    )
+    assert response["Location"] == reverse("mailboxes:list")
+    ok = team.client_for(team.owner).post(
+        reverse("mailboxes:activate", args=[mailbox.pk]), {"next": "/mail/inbox/"}
+    )
+    assert ok["Location"] == "/mail/inbox/"

@@ -18,12 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_killed_workers_lose_nothing_and_import_nothing_twice() -> None:
-    # Not under pytest-django's test database: the script makes and drops its own.
-    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "crash.py"), "--kills", "20", "--messages", "120"],
         cwd=ROOT,
-        env=env,
+        env=os.environ,  # DATABASE_URL picks PostgreSQL; the script makes its own database
         capture_output=True,
         text=True,
         timeout=240,

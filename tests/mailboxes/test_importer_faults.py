@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import poplib
 import re
+import shutil
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -64,7 +65,8 @@ def fault_mailbox(server: FaultPop3Server, owner: Any, **fields: Any) -> Mailbox
         "password": server.password,
         "email_address": "owner@sakura.example",
     }
-    return MailboxFactory(owner=owner, **(defaults | fields))
+    mailbox: Mailbox = MailboxFactory(owner=owner, **(defaults | fields))  # type: ignore[assignment]
+    return mailbox
 
 
 def poll(mailbox: Mailbox, server: FaultPop3Server | None = None) -> PollReport:
@@ -352,20 +354,23 @@ def test_renumbered_messages_are_told_apart_by_uid(team: Team, server: FaultPop3
 def block_raw_store(raw: bytes, media_root: str) -> None:
     """Make the mail store refuse this one message's raw file, as a full or broken disk would.
 
-    A real fault, not a mock: a regular file sits where the message's storage folder must be
-    created, so Django's FileSystemStorage fails (FileExistsError) for it and only for it.
+    A real fault, not a mock: a folder that is not empty sits where the message's file must be
+    written (``raw/<2 hex>/<sha256>.eml``), so the store fails (OSError) for it and only for it.
     """
+    in_the_way = raw_path(raw, media_root)
+    in_the_way.mkdir(parents=True)
+    (in_the_way / "in-the-way").write_bytes(b"in the way")
+
+
+def raw_path(raw: bytes, media_root: str) -> Path:
     name = digest(raw)
-    folder = Path(media_root) / "raw" / name[:2]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name[2:4]).write_bytes(b"in the way")
+    return Path(media_root) / "raw" / name[:2] / f"{name}.eml"
 
 
 def test_gmail_like_quit_is_never_sent_while_a_message_is_uncommitted(
     team: Team, server: FaultPop3Server, mail_settings: Any
 ) -> None:
     delivered = add(server, 4)
-    assert len({digest(raw)[:4] for raw in delivered}) == 4  # only message 2 is blocked
     block_raw_store(delivered[1], mail_settings.MEDIA_ROOT)
     server.faults.gmail_quit = True  # at QUIT, every RETR'd message goes, DELE'd or not
     mailbox = fault_mailbox(server, team.owner, deletion_policy=DeletionPolicy.AFTER_IMPORT)
@@ -384,12 +389,7 @@ def test_gmail_like_quit_is_never_sent_while_a_message_is_uncommitted(
     assert [raw for _uid, raw in server.messages] == [delivered[1]]
     assert_safe(mailbox, server, delivered)
     # The disk is repaired and the owner retries it.
-    (
-        Path(mail_settings.MEDIA_ROOT)
-        / "raw"
-        / digest(delivered[1])[:2]
-        / digest(delivered[1])[2:4]
-    ).unlink()
+    shutil.rmtree(raw_path(delivered[1], mail_settings.MEDIA_ROOT))
     quarantine_retry(
         mailbox=mailbox, server_message_ids=list(ServerMessage.objects.values_list("pk", flat=True))
     )

@@ -70,8 +70,20 @@ def garbage(seed: int, size: int) -> bytes:
 
 
 def hostile_messages() -> dict[str, bytes]:
+    """The parser's real-world fixtures, and the shapes the contract names, built here."""
+    rng = random.Random(3)
     messages = {path.stem: path.read_bytes() for path in sorted(EML.glob("*.eml"))}
     messages |= {
+        "no_ids_no_date": b"From: a@example.com\r\nSubject: no id, no date\r\n\r\nbody\r\n",
+        "unclosed_boundary": (
+            b'Subject: cut\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"'
+            b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nno end\r\n--b\r\n"
+            b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBER"
+        ),
+        "malformed_mime": (
+            b"Subject: broken\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n"
+            b"Content-Transfer-Encoding: x-unknown\r\n\r\n--?\r\n\x00\r\n=ZZ=\r\n"
+        ),
         "nested_100_deep": nested_multipart(100),
         "empty_parts_10000": empty_parts(10_000),
         "garbage_small": garbage(1, 300),
@@ -79,6 +91,12 @@ def hostile_messages() -> dict[str, bytes]:
         "lf_only": b"From: a@example.com\nSubject: unix\n\nbody\n.dot line\n",
         "no_final_line_end": b"Subject: cut\r\n\r\nno line end",
         "headers_only": b"Subject: nothing else\r\n",
+        # 998 characters (the line limit) of three UTF-8 bytes each, in an indexed column.
+        "huge_message_id": (
+            "Subject: long id\r\nMessage-ID: <"
+            + "".join(chr(0x4E00 + rng.randrange(20_000)) for _ in range(990))
+            + "@example.jp>\r\n\r\nbody\r\n"
+        ).encode(),
         "eight_bit_everywhere": (
             b"From: \xe5\xb1\xb1\xe7\x94\xb0 <yamada@example.jp>\r\nSubject: \x93\xfa\x96\x7b\r\n"
             b"Content-Type: text/plain; charset=\xff\r\n\r\n\x82\xa0\x00\x1b$B\r\n"
@@ -97,25 +115,20 @@ def test_hostile_messages_are_all_stored_raw_and_the_worker_survives(
     assert report is not None
     assert (report.outcome, report.error_code, report.failed) == (PollOutcome.OK, "", 0)
     assert report.imported == len(messages)
-    stored = {
-        message.raw_sha256: message
-        for message in Message.objects.filter(mailbox=dovecot_mailbox)
-    }
+    by_digest = {m.raw_sha256: m for m in Message.objects.filter(mailbox=dovecot_mailbox)}
+    stored: dict[str, Message] = {}
     # Dovecot's own copies (what it stored) against what the hub kept.
-    on_server = dict(zip(messages, pop3_account.messages(), strict=True))
-    for name, server_copy in on_server.items():
+    for name, server_copy in zip(messages, pop3_account.messages(), strict=True):
         expected = as_retrieved(server_copy)
-        message = stored.get(hashlib.sha256(expected).hexdigest())
+        message = by_digest.get(hashlib.sha256(expected).hexdigest())
         assert message is not None, f"{name} was not stored"
         assert raw_read(message.raw.name) == expected, f"{name} is not byte-exact"
         assert message.import_state in (ImportState.PARSED, ImportState.UNPARSED), name
         assert "\x00" not in message.subject + message.body_text + message.from_name, name
-    assert stored[hashlib.sha256(as_retrieved(messages["nested_100_deep"]))
-                  .hexdigest()].defects, "100 levels of nesting should be noted as a defect"
-    missing_ids = stored[
-        hashlib.sha256(as_retrieved(messages["no_message_id_no_date"])).hexdigest()
-    ]
-    assert missing_ids.message_id == "" and missing_ids.sent_at is None
+        stored[name] = message
+    assert stored["nested_100_deep"].defects, "100 levels of nesting are noted as a defect"
+    assert (stored["no_ids_no_date"].message_id, stored["no_ids_no_date"].sent_at) == ("", None)
+    assert stored["unclosed_boundary"].defects and stored["malformed_mime"].defects
     again = mailbox_poll(mailbox_id=dovecot_mailbox.pk)
     assert again is not None and (again.new, again.imported) == (0, 0)
 
@@ -154,9 +167,12 @@ def test_two_workers_polling_at_once_import_each_message_once(
         Message.objects.filter(mailbox=dovecot_mailbox).values_list("raw_sha256", flat=True)
     )
     assert sorted(digests) == sorted(hashlib.sha256(raw).hexdigest() for raw in raws)
-    assert ServerMessage.objects.filter(
-        mailbox=dovecot_mailbox, state=ServerMessageState.IMPORTED
-    ).count() == 50
+    assert (
+        ServerMessage.objects.filter(
+            mailbox=dovecot_mailbox, state=ServerMessageState.IMPORTED
+        ).count()
+        == 50
+    )
     assert PollReport.objects.filter(mailbox=dovecot_mailbox).count() == 1
     dovecot_mailbox.refresh_from_db()
     # Released by the worker that ran (the other never held it).

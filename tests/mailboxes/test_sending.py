@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -49,15 +50,6 @@ from tests.records.factories import CandidateFactory, ClientFactory, ContactFact
 SmtpFactory = Callable[..., SmtpServer]
 SettingsWrapper = Any  # pytest-django's settings fixture
 OWN_ADDRESS = "owner@sakura.example"
-
-
-@pytest.fixture
-def send_settings(settings: SettingsWrapper, tmp_path: Path) -> SettingsWrapper:
-    """Loopback mail hosts allowed, a private mail store, short timeouts."""
-    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
-    settings.MEDIA_ROOT = str(tmp_path / "mailstore")
-    settings.SMTP_TIMEOUT_SECONDS = 5
-    return settings
 
 
 def use_smtp(
@@ -274,7 +266,6 @@ def test_wrong_password_fails_in_plain_words_keeps_the_draft_and_can_be_retried(
     assert smtp_server.messages == []
     assert failed.sent_at is None and raw_read(failed.raw.name)
     use_smtp(mailbox, smtp_server, send_settings)  # the owner corrects the password
-    failed.mailbox.refresh_from_db()
     assert message_send(message=failed).send_state == SendState.SENT
     assert len(smtp_server.messages) == 1
 
@@ -287,6 +278,24 @@ def test_server_down_fails(team: Team, mailbox: Mailbox) -> None:
     failed = message_send(message=compose(team, mailbox))
     assert failed.send_state == SendState.FAILED
     assert "refused the connection" in failed.send_error
+
+
+@pytest.mark.django_db
+def test_silent_server_times_out_and_loopback_is_refused_unless_allowed(
+    team: Team, mailbox: Mailbox, send_settings: SettingsWrapper
+) -> None:
+    send_settings.SMTP_TIMEOUT_SECONDS = 1
+    with socket.socket() as silent:  # accepts connections (backlog) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        Mailbox.objects.filter(pk=mailbox.pk).update(smtp_port=silent.getsockname()[1])
+        failed = message_send(message=compose(team, mailbox))
+    assert failed.send_state == SendState.FAILED
+    assert "did not answer in time" in failed.send_error
+    send_settings.MAIL_HOSTS_ALLOW_LOOPBACK = False
+    again = message_send(message=failed)
+    assert again.send_state == SendState.FAILED
+    assert "private, loopback or link-local" in again.send_error
 
 
 @pytest.mark.django_db
@@ -315,7 +324,6 @@ def test_self_signed_certificate_fails_unless_accepted(
     assert failed.send_state == SendState.FAILED
     assert "self-signed" in failed.send_error
     Mailbox.objects.filter(pk=box.pk).update(accept_self_signed=True)
-    failed.mailbox.refresh_from_db()
     assert message_send(message=failed).send_state == SendState.SENT
 
 

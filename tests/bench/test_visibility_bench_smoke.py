@@ -1,0 +1,55 @@
+"""bench/visibility.py still runs: a --quick run (20,000 messages) against the local PostgreSQL
+exits 0 and prints its table. No timing is asserted: figures are for a person to read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import environ
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench_database_url() -> str:
+    """The PostgreSQL server the suite runs on, with the smoke run's own database."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        pytest.skip("the visibility benchmark needs PostgreSQL (DATABASE_URL=postgres://...)")
+    config = environ.Env.db_url_config(url)
+    auth = config.get("USER") or "postgres"
+    if config.get("PASSWORD"):
+        auth += f":{config['PASSWORD']}"
+    host = config.get("HOST") or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{config.get('PORT') or 5432}/recruitmail_visbench_smoke"
+
+
+def test_quick_run_exits_zero_and_prints_its_table() -> None:
+    database_url = _bench_database_url()
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "visibility.py"),
+            "--quick",
+            "--database-url",
+            database_url,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Loaded 20 users, 2,000 records, 20,000 messages" in output
+    assert "page         viewer" in output
+    for page in ("inbox", "record page", "thread", "search"):
+        for viewer in ("recruiter", "admin", "owner", "no rule"):
+            assert any(
+                line.startswith(f"{page:<12} {viewer:<10}") for line in output.splitlines()
+            ), f"no {page} row for {viewer}:\n{output[-4000:]}"
+    assert "same query count at 25 and 100:" in output

@@ -1,0 +1,429 @@
+"""The mail reading pages: folders, the message page and its frame, downloads, record pages.
+
+Every page starts from the visibility rule: a hidden id and a missing one are the same 404.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.test import Client as HttpClient
+from django.urls import reverse
+from django.utils import timezone
+
+from mailboxes.mailstore import raw_store
+from mailboxes.models import AddressRole, Direction, Mailbox, Message, MessageOrigin, Thread
+from records.models import User
+from sharing.models import MailboxSharing, Permission
+from tests.conftest import Team
+from tests.mailboxes.factories import MailboxFactory, MessageFactory, attachment_add
+from tests.records.factories import CandidateFactory, ClientFactory, ContactFactory
+from tests.sharing.messages import sharing_set
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Path) -> Path:
+    settings.MEDIA_ROOT = str(tmp_path / "mailstore")
+    return tmp_path
+
+
+@pytest.fixture
+def mailbox(team: Team) -> Mailbox:
+    """The owner's active mailbox, Private (the default)."""
+    return MailboxFactory(owner=team.owner, email_address="owner@sakura.example")
+
+
+@pytest.fixture
+def candidate(team: Team) -> Any:
+    return CandidateFactory(organization=team.organization, owner=team.owner)
+
+
+def _received(team: Team, mailbox: Mailbox, **fields: Any) -> Message:
+    return MessageFactory(owner=team.owner, mailbox=mailbox, **fields)
+
+
+def _get(client: HttpClient, name: str, *args: Any, **params: str) -> Any:
+    return client.get(reverse(name, args=args), params)
+
+
+# --- Folders --------------------------------------------------------------------------------
+
+
+def test_folders_show_the_right_mail_newest_first(
+    team: Team, mailbox: Mailbox, candidate: Any
+) -> None:
+    older = _received(team, mailbox, subject="Older CV", sort_at=datetime(2026, 1, 1, tzinfo=UTC))
+    newer = _received(
+        team,
+        mailbox,
+        subject="Newer CV",
+        records=[candidate],
+        sort_at=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    _received(team, mailbox, subject="Binned", deleted_at=timezone.now())
+    MessageFactory(
+        owner=team.owner,
+        mailbox=mailbox,
+        direction=Direction.OUTGOING,
+        origin=MessageOrigin.HUB,
+        subject="Offer sent from the hub",
+        addresses=[(AddressRole.TO, "hana@client.example")],
+        records=[candidate],
+    )
+    mate_box = MailboxFactory(owner=team.teammate)
+    sharing_set(mate_box, permission=Permission.PUBLIC)
+    MessageFactory(
+        owner=team.teammate, mailbox=mate_box, subject="Mate's news", records=[candidate]
+    )
+    MessageFactory(owner=team.teammate, mailbox=mate_box, subject="Mate's secret")  # no record
+
+    client = team.client_for(team.owner)
+    inbox = _get(client, "mail:inbox").content.decode()
+    assert inbox.index(newer.subject) < inbox.index(older.subject)
+    assert "Binned" not in inbox and "Offer sent" not in inbox and "Mate" not in inbox
+    assert candidate.display_name in inbox  # the record chip
+    assert 'class="message-row unread"' in inbox
+
+    sent = _get(client, "mail:sent").content.decode()
+    assert "Offer sent from the hub" in sent and "hana@client.example" in sent
+    assert "Newer CV" not in sent
+
+    shared = _get(client, "mail:shared").content.decode()
+    assert "Mate&#x27;s news" in shared and "secret" not in shared
+    assert "Newer CV" not in shared
+    assert "Tomo Mate" in shared  # whose mailbox it is
+
+
+def test_page_numbers_that_make_no_sense_give_a_valid_page(team: Team, mailbox: Mailbox) -> None:
+    for number in range(30):
+        _received(team, mailbox, subject=f"Message {number:02}")
+    client = team.client_for(team.owner)
+    for garbage in ("abc", "-1", "0", "99999", "1e9", "", "2\x00"):
+        response = _get(client, "mail:inbox", page=garbage)
+        assert response.status_code == 200
+    assert "Message 04" in _get(client, "mail:inbox", page="2").content.decode()
+
+
+def test_client_folder_only_when_the_mailbox_consolidates(team: Team, mailbox: Mailbox) -> None:
+    company = ClientFactory(organization=team.organization, owner=team.owner, name="Fuji KK")
+    contact = ContactFactory(organization=team.organization, owner=team.owner, company=company)
+    loner = ContactFactory(organization=team.organization, owner=team.owner)
+    _received(team, mailbox, subject="From the client", records=[company])
+    _received(team, mailbox, subject="From its contact", records=[contact])
+    _received(team, mailbox, subject="From a loner", records=[loner])
+    client = team.client_for(team.owner)
+    assert _get(client, "mail:client_folder").status_code == 404
+    assert reverse("mail:client_folder") not in _get(client, "mail:inbox").content.decode()
+
+    MailboxSharing.objects.filter(mailbox=mailbox).update(consolidate_client_mail=True)
+    page = _get(client, "mail:client_folder")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "From the client" in text and "From its contact" in text
+    assert "From a loner" not in text
+    assert reverse("mail:client_folder") in _get(client, "mail:inbox").content.decode()
+
+
+def test_header_has_folder_links_and_an_active_mailbox_switcher(
+    team: Team, mailbox: Mailbox
+) -> None:
+    other = MailboxFactory(owner=team.owner, name="Private", is_active=False)
+    page = _get(team.client_for(team.owner), "mail:inbox").content.decode()
+    for name in ("mail:inbox", "mail:sent", "mail:shared", "records:candidate_list"):
+        assert f'href="{reverse(name)}"' in page
+    assert f'formaction="{reverse("mailboxes:activate", args=[other.pk])}"' in page
+    assert f'name="next" value="{reverse("mail:inbox")}"' in page
+
+
+def _fill(team: Team, mailbox: Mailbox, size: int) -> Any:
+    """``size`` messages in each folder, each linked to two records; return one record."""
+    records = [CandidateFactory(organization=team.organization, owner=team.owner) for _ in range(3)]
+    company = ClientFactory(organization=team.organization, owner=team.owner)
+    mate_box = MailboxFactory(owner=team.teammate)
+    sharing_set(mate_box, permission=Permission.PUBLIC)
+    for number in range(size):
+        linked = [records[number % 3], company]
+        _received(team, mailbox, subject=f"Hello {number}", records=linked)
+        MessageFactory(
+            owner=team.owner,
+            mailbox=mailbox,
+            direction=Direction.OUTGOING,
+            subject=f"Reply {number}",
+            records=linked,
+        )
+        MessageFactory(
+            owner=team.teammate, mailbox=mate_box, subject=f"Hello {number}", records=linked
+        )
+    return records[0]
+
+
+@pytest.mark.parametrize("size", [5, 60])
+def test_list_pages_cost_the_same_queries_at_any_size(
+    team: Team, mailbox: Mailbox, size: int, django_assert_max_num_queries: Any
+) -> None:
+    record = _fill(team, mailbox, size)
+    MailboxSharing.objects.filter(mailbox=mailbox).update(consolidate_client_mail=True)
+    client = team.client_for(team.owner)
+    # Session, user, membership, organisation; the header's mailboxes; the active mailbox; the count;
+    # the page; the chips' records (the record page adds its own few, search needs no active
+    # mailbox). The same at 5 and at 60 messages per folder.
+    pages = [
+        (reverse("mail:inbox"), {}, 9),
+        (reverse("mail:sent"), {}, 9),
+        (reverse("mail:shared"), {}, 9),
+        (reverse("mail:client_folder"), {}, 9),
+        (reverse("mail:search"), {"q": "Hello"}, 8),
+        (record.get_absolute_url(), {}, 11),
+    ]
+    for url, params, queries in pages:
+        with django_assert_max_num_queries(queries):
+            response = client.get(url, params)
+        assert response.status_code == 200, url
+        rows = response.content.decode().count('class="message-row')
+        assert 0 < rows <= 25, url
+
+
+# --- The message page -----------------------------------------------------------------------
+
+
+def test_message_page_shows_headers_in_the_readers_time_zone_and_marks_read(
+    team: Team, mailbox: Mailbox, candidate: Any
+) -> None:
+    User.objects.filter(pk=team.owner.pk).update(time_zone="Asia/Tokyo")
+    message = _received(
+        team,
+        mailbox,
+        subject="面接のご案内",
+        from_name="山田 太郎",
+        body_text="山田です。\n<script>alert(1)</script>",
+        sent_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        addresses=[
+            (AddressRole.FROM, "taro@example.jp"),
+            (AddressRole.TO, "owner@sakura.example"),
+            (AddressRole.CC, "boss@sakura.example"),
+            (AddressRole.BCC, "secret@sakura.example"),
+        ],
+        records=[candidate],
+    )
+    response = _get(team.client_for(team.owner), "mail:message", message.pk)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "面接のご案内" in page and "山田 太郎" in page
+    assert "boss@sakura.example" in page and "secret@sakura.example" in page  # Bcc: owner only
+    assert "18:30" in page  # 09:30 UTC in Tokyo
+    assert "&lt;script&gt;" in page and "<script>alert" not in page
+    assert candidate.get_absolute_url() in page
+    message.refresh_from_db()
+    assert message.is_read
+
+
+def test_hidden_and_foreign_ids_are_404_everywhere(
+    team: Team, mailbox: Mailbox, candidate: Any, media: Path
+) -> None:
+    private = _received(
+        team,
+        mailbox,
+        records=[candidate],
+        body_html="<p>hi</p>",
+        raw=raw_store(raw=b"x", digest="ab" * 32),
+    )
+    attachment = attachment_add(private, filename="cv.pdf")
+    mate_box = MailboxFactory(owner=team.teammate)
+    sharing_set(mate_box, permission=Permission.PUBLIC)
+    public = MessageFactory(owner=team.teammate, mailbox=mate_box, records=[candidate])
+    missing = Message.objects.order_by("-pk").first().pk + 100
+
+    def statuses(user: User, message_pk: int, attachment_pk: int) -> set[int]:
+        client = team.client_for(user)
+        return {
+            client.get(reverse("mail:message", args=[message_pk])).status_code,
+            client.get(reverse("mail:message_body", args=[message_pk])).status_code,
+            client.get(reverse("mail:message_original", args=[message_pk])).status_code,
+            client.get(reverse("mail:attachment", args=[attachment_pk])).status_code,
+            client.post(reverse("mail:message_delete", args=[message_pk])).status_code,
+        }
+
+    assert statuses(team.teammate, private.pk, attachment.pk) == {404}
+    assert statuses(team.admin, private.pk, attachment.pk) == {404}
+    assert statuses(team.outsider, private.pk, attachment.pk) == {404}
+    assert statuses(team.owner, missing, attachment.pk + 100) == {404}
+    # Public mail a colleague may read, but not delete; an outsider never sees it.
+    mate_client = team.client_for(team.owner)
+    assert mate_client.get(reverse("mail:message", args=[public.pk])).status_code == 200
+    assert mate_client.post(reverse("mail:message_delete", args=[public.pk])).status_code == 404
+    assert (
+        team.client_for(team.outsider).get(reverse("mail:message", args=[public.pk])).status_code
+        == 404
+    )
+    public.refresh_from_db()
+    assert not public.is_read and public.deleted_at is None  # a reader changes nothing
+    private.refresh_from_db()
+    assert private.deleted_at is None
+
+
+def test_owner_deletes_in_the_hub(team: Team, mailbox: Mailbox) -> None:
+    message = _received(team, mailbox, subject="Spam offer")
+    client = team.client_for(team.owner)
+    response = client.post(
+        reverse("mail:message_delete", args=[message.pk]), {"next": "https://evil.example/"}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("mail:inbox")
+    message.refresh_from_db()
+    assert message.deleted_at is not None
+    assert "Spam offer" not in _get(client, "mail:inbox").content.decode()
+    assert _get(client, "mail:message", message.pk).status_code == 404
+    assert client.get(reverse("mail:message_delete", args=[message.pk])).status_code == 405
+
+
+def test_a_huge_message_is_cut_with_show_all(team: Team, mailbox: Mailbox) -> None:
+    body = "あ" * 250_000 + "END-OF-BODY"
+    recipients = [(AddressRole.TO, f"person{n}@list.example") for n in range(1200)]
+    message = _received(team, mailbox, body_text=body, addresses=recipients)
+    client = team.client_for(team.owner)
+    page = _get(client, "mail:message", message.pk).content.decode()
+    assert "END-OF-BODY" not in page and "only its beginning is shown" in page
+    assert "person49@list.example" in page and "person50@list.example" not in page
+    assert "and 1150 more" in page
+    full = _get(client, "mail:message", message.pk, full="1").content.decode()
+    assert "END-OF-BODY" in full and "person1199@list.example" in full
+
+
+def test_thread_lists_only_visible_messages_in_order(
+    team: Team, mailbox: Mailbox, candidate: Any
+) -> None:
+    thread = Thread.objects.create(organization=team.organization, subject="Offer")
+    first = _received(
+        team, mailbox, subject="Offer", thread=thread, sort_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    reply = _received(
+        team, mailbox, subject="Re: Offer", thread=thread, sort_at=datetime(2026, 1, 2, tzinfo=UTC)
+    )
+    mate_box = MailboxFactory(owner=team.teammate)  # Private: its part of the thread is hidden
+    MessageFactory(
+        owner=team.teammate,
+        mailbox=mate_box,
+        subject="Mate's aside",
+        thread=thread,
+        records=[candidate],
+    )
+    _received(team, mailbox, subject="Deleted part", thread=thread, deleted_at=timezone.now())
+    page = _get(team.client_for(team.owner), "mail:message", reply.pk).content.decode()
+    thread_list = page[page.index('<ol class="thread">') :]
+    assert thread_list.index(reverse("mail:message", args=[first.pk])) < thread_list.index(
+        "Re: Offer"
+    )
+    assert "aside" not in page and "Deleted part" not in page
+
+
+# --- Attachments and the original -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored_name", "served_name"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\windows\\win.ini", "win.ini"),
+        ("CON.txt", "_CON.txt"),
+        ("a\x1fb\r\nContent-Type: x.txt", "abContent-Type_ x.txt"),
+        ("\u202etxt.exe", "txt.exe"),
+        ("履歴書.pdf", "履歴書.pdf"),
+    ],
+)
+def test_attachment_download_headers(
+    team: Team, mailbox: Mailbox, media: Path, stored_name: str, served_name: str
+) -> None:
+    message = _received(team, mailbox)
+    attachment = attachment_add(message, filename=stored_name, content_type="text/html")
+    response = team.client_for(team.owner).get(reverse("mail:attachment", args=[attachment.pk]))
+    assert response.status_code == 200
+    assert response.getvalue() == b"%PDF-1.4 test"
+    disposition = response["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="')
+    assert disposition.endswith(f"filename*=UTF-8''{quote(served_name, safe='')}")
+    assert "\n" not in disposition and "\x00" not in disposition and "/" not in disposition
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Type"] == "text/html"
+    assert "sandbox" in response["Content-Security-Policy"]
+
+
+def test_message_page_lists_attachments(team: Team, mailbox: Mailbox, media: Path) -> None:
+    message = _received(team, mailbox)
+    attachment = attachment_add(message, filename="職務経歴書.pdf", payload=b"x" * 2048)
+    page = _get(team.client_for(team.owner), "mail:message", message.pk).content.decode()
+    assert "職務経歴書.pdf" in page and "2.0\xa0KB" in page and "application/pdf" in page
+    assert reverse("mail:attachment", args=[attachment.pk]) in page
+
+
+def test_view_original_is_plain_text_decoded_leniently(
+    team: Team, mailbox: Mailbox, media: Path
+) -> None:
+    raw = "Subject: =?utf-8?q?x?=\r\n\r\n面接は月曜です。\r\n".encode("cp932") + b"<script>\xff\r\n"
+    message = _received(team, mailbox, raw=raw_store(raw=raw, digest="cd" * 32), raw_size=len(raw))
+    response = _get(team.client_for(team.owner), "mail:message_original", message.pk)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    text = response.content.decode("utf-8")
+    assert "面接は月曜です。" in text and "<script>" in text
+    no_raw = _received(team, mailbox)
+    assert _get(team.client_for(team.owner), "mail:message_original", no_raw.pk).status_code == 404
+
+
+# --- Record pages ---------------------------------------------------------------------------
+
+
+def test_record_page_lists_its_visible_mail(team: Team, mailbox: Mailbox, candidate: Any) -> None:
+    _received(team, mailbox, subject="Owner's talk with the candidate", records=[candidate])
+    _received(team, mailbox, subject="Unrelated")
+    mate_box = MailboxFactory(owner=team.teammate)
+    MessageFactory(
+        owner=team.teammate, mailbox=mate_box, subject="Mate's private talk", records=[candidate]
+    )
+    page = team.client_for(team.owner).get(candidate.get_absolute_url()).content.decode()
+    assert "Owner&#x27;s talk" in page
+    assert "Unrelated" not in page and "private talk" not in page
+    mate_page = team.client_for(team.teammate).get(candidate.get_absolute_url()).content.decode()
+    assert "Mate&#x27;s private talk" in mate_page and "Owner&#x27;s talk" not in mate_page
+
+
+@pytest.mark.parametrize(
+    ("permission", "shown"),
+    [
+        (Permission.CUSTOM, True),
+        (Permission.PUBLIC, False),
+        (Permission.PRIVATE, False),
+        (Permission.ADMIN, False),
+    ],
+)
+def test_share_emails_checkbox_only_for_custom(
+    team: Team, mailbox: Mailbox, candidate: Any, permission: str, shown: bool
+) -> None:
+    sharing_set(mailbox, permission=permission)
+    client = team.client_for(team.owner)
+    url = reverse("mail:record_share_emails", args=[candidate.pk])
+    page = client.get(candidate.get_absolute_url()).content.decode()
+    assert (f'action="{url}"' in page) is shown
+    response = client.post(url, {"share_emails": "on"})
+    candidate.refresh_from_db()
+    if shown:
+        assert response.status_code == 302 and candidate.share_emails
+        client.post(url, {})
+        candidate.refresh_from_db()
+        assert not candidate.share_emails
+    else:
+        assert response.status_code == 403 and not candidate.share_emails
+
+
+def test_share_emails_of_another_organisations_record_is_404(team: Team) -> None:
+    sharing_set(MailboxFactory(owner=team.outsider), permission=Permission.CUSTOM)
+    foreign = CandidateFactory(organization=team.organization, owner=team.owner)
+    response = team.client_for(team.outsider).post(
+        reverse("mail:record_share_emails", args=[foreign.pk]), {"share_emails": "on"}
+    )
+    assert response.status_code == 404

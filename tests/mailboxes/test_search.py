@@ -1,0 +1,121 @@
+"""Search across all the mail a user may see, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from mailboxes.models import AddressRole, Mailbox, Message
+from mailboxes.search import messages_matching, search_terms
+from records.models import User
+from sharing.models import Permission
+from tests.conftest import Team
+from tests.mailboxes.factories import MailboxFactory, MessageFactory, attachment_add
+from tests.records.factories import CandidateFactory
+from tests.sharing.messages import sharing_set
+
+pytestmark = pytest.mark.django_db
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="full-text search and pg_trgm are PostgreSQL's"
+)
+
+
+@pytest.fixture
+def mailbox(team: Team) -> Mailbox:
+    return MailboxFactory(owner=team.owner, email_address="owner@sakura.example")
+
+
+def _found(team: Team, user: User, query: str) -> list[str]:
+    """The subjects the search page lists for ``query``."""
+    response = team.client_for(user).get(reverse("mail:search"), {"q": query})
+    assert response.status_code == 200
+    return [message.subject for message in response.context["page"]]
+
+
+def test_search_words_in_every_field(
+    team: Team, mailbox: Mailbox, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = str(tmp_path)
+    MessageFactory(owner=team.owner, mailbox=mailbox, subject="第二営業部長のご紹介")
+    MessageFactory(
+        owner=team.owner, mailbox=mailbox, subject="Body", body_text="本日は面接にお越しいただき"
+    )
+    MessageFactory(
+        owner=team.owner,
+        mailbox=mailbox,
+        subject="Cc",
+        addresses=[(AddressRole.FROM, "a@x.example"), (AddressRole.CC, "hana@fuji-kk.example")],
+    )
+    MessageFactory(owner=team.owner, mailbox=mailbox, subject="Sender", from_name="鈴木 花子")
+    with_file = MessageFactory(owner=team.owner, mailbox=mailbox, subject="File")
+    attachment_add(with_file, filename="職務経歴書_山田.pdf")
+
+    assert _found(team, team.owner, "営業部") == ["第二営業部長のご紹介"]
+    assert _found(team, team.owner, "面接") == ["Body"]
+    assert _found(team, team.owner, "FUJI-kk") == ["Cc"]
+    assert _found(team, team.owner, "花子") == ["Sender"]
+    assert _found(team, team.owner, "経歴書") == ["File"]
+    assert _found(team, team.owner, "職務経歴書\u3000山田") == [
+        "File"
+    ]  # full-width space: two words
+    assert _found(team, team.owner, "経歴書 営業部") == []  # every word must match
+    assert _found(team, team.owner, "   ") == []
+
+
+def test_search_finds_only_visible_undeleted_mail(team: Team, mailbox: Mailbox) -> None:
+    candidate = CandidateFactory(organization=team.organization, owner=team.owner)
+    MessageFactory(
+        owner=team.owner, mailbox=mailbox, subject="内定のお知らせ private", records=[candidate]
+    )
+    MessageFactory(
+        owner=team.owner, mailbox=mailbox, subject="内定 binned", deleted_at=timezone.now()
+    )
+    public_box = MailboxFactory(owner=team.admin)
+    sharing_set(public_box, permission=Permission.PUBLIC)
+    MessageFactory(owner=team.admin, mailbox=public_box, subject="内定 shared", records=[candidate])
+    outsider_box = MailboxFactory(owner=team.outsider)
+    MessageFactory(owner=team.outsider, mailbox=outsider_box, subject="内定 elsewhere")
+
+    assert sorted(_found(team, team.owner, "内定")) == ["内定 shared", "内定のお知らせ private"]
+    assert _found(team, team.teammate, "内定") == ["内定 shared"]
+    assert _found(team, team.outsider, "内定") == ["内定 elsewhere"]
+
+
+def test_search_terms() -> None:
+    assert search_terms("  山田\u3000太郎  山田 ") == ["山田", "太郎"]
+    assert len(search_terms(" ".join(f"w{n}" for n in range(20)))) == 8
+
+
+@on_postgresql
+def test_postgresql_accepts_websearch_syntax(team: Team, mailbox: Mailbox) -> None:
+    MessageFactory(owner=team.owner, mailbox=mailbox, subject="Senior engineer Tokyo")
+    MessageFactory(owner=team.owner, mailbox=mailbox, subject="Junior engineer Osaka")
+    assert _found(team, team.owner, "engineer -osaka") == ["Senior engineer Tokyo"]
+    assert sorted(_found(team, team.owner, "tokyo or osaka")) == [
+        "Junior engineer Osaka",
+        "Senior engineer Tokyo",
+    ]
+    assert _found(team, team.owner, '"engineer tokyo"') == ["Senior engineer Tokyo"]
+
+
+@on_postgresql
+def test_postgresql_search_uses_the_trigram_and_full_text_indexes(team: Team) -> None:
+    found = messages_matching(Message.objects.all(), "営業部")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = found.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    for index in (
+        "message_full_text",
+        "message_subject_trgm",
+        "message_body_text_trgm",
+        "messageaddress_address_trgm",
+        "attachment_filename_trgm",
+    ):
+        assert index in plan, plan
