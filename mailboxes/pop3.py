@@ -40,11 +40,11 @@ from types import TracebackType
 from typing import ClassVar
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy, ngettext
 
 from mailboxes.hostcheck import CheckedHost, DisallowedHost, check_mail_host, open_checked_socket
+from mailboxes.mailserver import mail_tls_context, scrub_secret
 from mailboxes.pop3_errors import (
     EOF,
     GREETING_REFUSED_MESSAGE,
@@ -389,11 +389,7 @@ class Pop3Session:
 
     def _scrub(self, text: bytes | str) -> str:
         """``text`` as str with the password blanked, for ``detail`` and logs."""
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        if self._password:
-            text = text.replace(self._password, "********")
-        return text
+        return scrub_secret(text, self._password)
 
     def _short(
         self,
@@ -538,7 +534,7 @@ def open_pop3_session(
         checked = check_mail_host(host, port)
     except (DisallowedHost, ValueError, socket.gaierror) as exc:
         raise error_for_host(host, exc) from None
-    tls_context = None if security is Pop3Security.NONE else _tls_context(accept_self_signed)
+    tls_context = None if security is Pop3Security.NONE else mail_tls_context(accept_self_signed)
     implicit = tls_context if security is Pop3Security.SSL else None
     with translate_errors(as_text, handshake=True):
         pop = _CheckedPOP3(checked, port, timeout=timeout, implicit_tls=implicit)
@@ -601,24 +597,6 @@ class _ErrReply(Exception):
     def __init__(self, reply: bytes) -> None:
         super().__init__(reply)
         self.reply = reply
-
-
-def _tls_context(accept_self_signed: bool) -> ssl.SSLContext:
-    """Verified TLS: system CAs plus MAIL_CA_FILE, host name checked, TLS 1.2 or later."""
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.MAIL_CA_FILE:
-        try:
-            context.load_verify_locations(cafile=settings.MAIL_CA_FILE)
-        except (OSError, ssl.SSLError) as exc:
-            raise ImproperlyConfigured(
-                f"MAIL_CA_FILE ({settings.MAIL_CA_FILE}) cannot be read as a CA bundle: {exc}"
-            ) from exc
-    if accept_self_signed:
-        # Order matters: check_hostname must be off before verify_mode can be CERT_NONE.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _terminator_end(window: bytes) -> tuple[int, int] | None:

@@ -26,32 +26,19 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from mailboxes.hostcheck import DisallowedHost
+from mailboxes.mailserver import MailServerError, as_text  # noqa: F401 (as_text re-exported)
 
 EOF = "-ERR EOF"  # what poplib raises error_proto with when the stream ends
 LINE_TOO_LONG = "line too long"  # what poplib raises error_proto with for an over-long line
 _RESPONSE_CODE = re.compile(rb"^-ERR\s+\[([^\]]+)\]", re.IGNORECASE)
 
 
-class Pop3Error(Exception):
+class Pop3Error(MailServerError):
     """Base class: a POP3 operation failed. See the module docstring for the attributes."""
 
-    code: ClassVar[str] = "protocol"
     default_message: ClassVar[Promise | str] = _(
         "The mail server answered in a way RecruitMail did not understand."
     )
-
-    def __init__(self, detail: str = "", *, message: Promise | str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self._message = message
-
-    @property
-    def user_message(self) -> Promise | str:
-        """The sentence to show the mailbox owner (``str()`` it to render)."""
-        return self._message if self._message is not None else self.default_message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.detail}" if self.detail else self.code
 
 
 class AuthFailed(Pop3Error):
@@ -322,11 +309,6 @@ def translate_errors(
         if handshake:
             raise Unreachable(str(exc)) from None
         raise ConnectionLost(str(exc)) from None
-
-
-def as_text(text: bytes | str) -> str:
-    """Raw protocol text as str, for ``detail`` (no secrets in it to scrub)."""
-    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
 
 
 def server_reply(exc: poplib.error_proto) -> bytes | None:

@@ -39,8 +39,8 @@ from django.conf import settings
 from django.utils.translation import gettext
 
 from mailboxes.hostcheck import CheckedHost, DisallowedHost, check_mail_host, open_checked_socket
+from mailboxes.mailserver import mail_tls_context, scrub_secret
 from mailboxes.pop3 import ConnectionTestResult
-from mailboxes.pop3 import _tls_context as mail_tls_context
 from mailboxes.smtp_errors import (
     CREDENTIAL_CHARACTERS_MESSAGE,
     AuthFailed,
@@ -279,10 +279,7 @@ class SmtpSession:
 
     def _scrub(self, text: bytes | str) -> str:
         """``text`` as str with the password blanked, for ``detail`` and logs."""
-        text = as_text(text)
-        if self._password:
-            text = text.replace(self._password, "********")
-        return text
+        return scrub_secret(text, self._password)
 
     def _start(
         self,

@@ -26,29 +26,16 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from mailboxes.hostcheck import DisallowedHost
+from mailboxes.mailserver import MailServerError, as_text  # noqa: F401 (as_text re-exported)
 from mailboxes.pop3_errors import CertificateError as _Pop3CertificateError
 
 
-class SmtpError(Exception):
+class SmtpError(MailServerError):
     """Base class: an SMTP operation failed. See the module docstring for the attributes."""
 
-    code: ClassVar[str] = "protocol"
     default_message: ClassVar[Promise | str] = _(
         "The outgoing mail server answered in a way RecruitMail did not understand."
     )
-
-    def __init__(self, detail: str = "", *, message: Promise | str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self._message = message
-
-    @property
-    def user_message(self) -> Promise | str:
-        """The sentence to show the writer (``str()`` it to render)."""
-        return self._message if self._message is not None else self.default_message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.detail}" if self.detail else self.code
 
 
 class AuthFailed(SmtpError):
@@ -227,10 +214,6 @@ CREDENTIAL_CHARACTERS_MESSAGE = _(
     "The outgoing user name or password contains characters that SMTP sign-in cannot carry "
     "(only plain ASCII letters, digits and symbols)."
 )
-
-
-def as_text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def error_for_host(host: str, exc: Exception) -> SmtpError:
