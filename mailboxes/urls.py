@@ -25,6 +25,7 @@ urlpatterns = [
     path("accounts/<int:pk>/delete/", views.mailbox_remove, name="delete"),
     path("accounts/<int:pk>/fetch/", views.mailbox_fetch_now, name="fetch_now"),
     path("accounts/<int:pk>/test/", views.mailbox_test_connection, name="test_connection"),
+    path("accounts/<int:pk>/test-smtp/", views.mailbox_test_smtp, name="test_smtp"),
     path("accounts/<int:pk>/progress/", views.mailbox_poll_status, name="poll_status"),
     path(
         "accounts/<int:pk>/quarantine/retry/",

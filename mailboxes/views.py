@@ -31,6 +31,7 @@ from mailboxes.services import (
     mailbox_update,
     quarantine_retry,
 )
+from mailboxes.smtp import test_smtp_connection
 from mailboxes.tasks import poll_enqueue
 from records.access import member_required, membership_of
 
@@ -163,6 +164,16 @@ def mailbox_test_connection(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, result.message)
     else:
         messages.error(request, result.message)
+    return redirect("mailboxes:detail", pk=mailbox.pk)
+
+
+@member_required
+@require_POST
+def mailbox_test_smtp(request: HttpRequest, pk: int) -> HttpResponse:
+    """Sign in to the outgoing server (EHLO, STARTTLS, AUTH, QUIT): no mail is sent."""
+    mailbox = get_object_or_404(own_mailboxes(request), pk=pk)
+    result = test_smtp_connection(mailbox)
+    (messages.success if result.ok else messages.error)(request, result.message)
     return redirect("mailboxes:detail", pk=mailbox.pk)
 
 

@@ -182,3 +182,26 @@ def test_reply_to_domain_warning(team: Team, setup) -> None:  # type: ignore[no-
         .content.decode()
     )
     assert "evil.example" in page and 'class="note" role="alert"' in page
+
+
+def test_outgoing_server_test_button(
+    team: Team, smtp_server: SmtpServer, setup, send_settings
+) -> None:  # type: ignore[no-untyped-def]
+    mailbox, _, _ = setup
+    client = team.client_for(team.owner)
+    ok = client.post(
+        reverse("mailboxes:test_smtp", args=[mailbox.pk]), follow=True
+    ).content.decode()
+    assert "flash-success" in ok and smtp_server.messages == []
+    use_smtp(mailbox, smtp_server, send_settings, password="nope-wrong")
+    mailbox.save()
+    bad = client.post(
+        reverse("mailboxes:test_smtp", args=[mailbox.pk]), follow=True
+    ).content.decode()
+    assert "flash-error" in bad and "nope-wrong" not in bad
+    assert (
+        team.client_for(team.teammate)
+        .post(reverse("mailboxes:test_smtp", args=[mailbox.pk]))
+        .status_code
+        == 404
+    )
