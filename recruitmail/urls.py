@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from mailboxes import organization_views
 from records import member_views
 
 urlpatterns = [
@@ -25,6 +26,12 @@ urlpatterns = [
     ),
     path("accounts/profile/", member_views.profile, name="profile"),
     path("members/", member_views.member_list, name="member_list"),
+    path("settings/", organization_views.organization_settings, name="organization_settings"),
+    path(
+        "settings/system-sender/test/",
+        organization_views.system_sender_test,
+        name="system_sender_test",
+    ),
     path("members/new/", member_views.member_create, name="member_create"),
     path("members/<int:pk>/", member_views.member_edit, name="member_edit"),
     path(
