@@ -26,6 +26,7 @@ run: export DEBUG ?= true
 run: $(STAMP_RUN)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo_setup
+	$(BIN)/python manage.py demo_mail
 	@echo "  Open http://$${RECRUITMAIL_HOST:-127.0.0.1}:$${RECRUITMAIL_PORT:-8000}/ and sign in with the login above."
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev
 

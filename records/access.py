@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 
 from records.models import Membership
 
@@ -17,7 +18,7 @@ def membership_of(request: HttpRequest) -> Membership:
     """The signed-in user's membership; a user without one may not use the app."""
     membership = getattr(request.user, "membership", None)
     if membership is None:
-        raise PermissionDenied("You are not a member of an organisation.")
+        raise PermissionDenied(_("You are not a member of an organisation."))
     return membership
 
 
@@ -36,7 +37,7 @@ def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not membership_of(request).is_admin:
-            raise PermissionDenied("Only an admin of your organisation can open this page.")
+            raise PermissionDenied(_("Only an admin of your organisation can open this page."))
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import idna
+from django.utils.translation import gettext as _
 
 # A pragmatic check for what a recruiter types: one "@", no spaces or control characters,
 # a dotted domain. RFC 5322 allows far more (quoted local parts, comments), which no
@@ -26,14 +27,16 @@ def normalize_domain(domain: str) -> str:
     """Return ``domain`` lower-cased in its IDNA ASCII form; raise InvalidAddress if it is not one."""
     domain = domain.strip().rstrip(".")
     if not domain or "." not in domain:
-        raise InvalidAddress("The domain needs a dot, as in example.com.")
+        raise InvalidAddress(_("The domain needs a dot, as in example.com."))
     try:
         ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
-        raise InvalidAddress(f"'{domain}' is not a valid domain name.") from exc
+        raise InvalidAddress(
+            _("“%(value)s” is not a valid domain name.") % {"value": domain}
+        ) from exc
     labels = ascii_domain.split(".")
     if any(not label or len(label) > 63 for label in labels):
-        raise InvalidAddress(f"'{domain}' is not a valid domain name.")
+        raise InvalidAddress(_("“%(value)s” is not a valid domain name.") % {"value": domain})
     return ascii_domain.lower()
 
 
@@ -41,13 +44,13 @@ def normalize_address(address: str) -> str:
     """Return the normalised form of ``address``; raise InvalidAddress if it is not an address."""
     address = address.strip()
     if address.count("@") != 1:
-        raise InvalidAddress("An email address has exactly one @, as in taro@example.com.")
+        raise InvalidAddress(_("An email address has exactly one @, as in taro@example.com."))
     local, domain = address.split("@")
     if not local or not _LOCAL_PART.match(local) or local.startswith(".") or ".." in local:
-        raise InvalidAddress(f"'{address}' is not a valid email address.")
+        raise InvalidAddress(_("“%(value)s” is not an email address.") % {"value": address})
     normalised = f"{local.lower()}@{normalize_domain(domain)}"
     if len(normalised) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddress("That email address is too long.")
+        raise InvalidAddress(_("That email address is too long."))
     return normalised
 
 

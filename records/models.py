@@ -206,6 +206,14 @@ class Client(Record):
         return self.name
 
 
+def _writes_family_name_first(text: str) -> bool:
+    """Names written in Japanese, Chinese or Korean scripts put the family name first."""
+    return any(
+        "\u3040" <= char <= "\u30ff" or "\u3400" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af"
+        for char in text
+    )
+
+
 class Person(models.Model):
     """Fields every person record has (mixed into Contact and Candidate)."""
 
@@ -217,7 +225,10 @@ class Person(models.Model):
         abstract = True
 
     def compute_display_name(self) -> str:
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
+        parts = (self.first_name, self.last_name)
+        if any(_writes_family_name_first(part) for part in parts):
+            parts = (self.last_name, self.first_name)  # 山田 太郎: family name first
+        return " ".join(part for part in parts if part)
 
 
 class Contact(Person, Record):

@@ -31,7 +31,7 @@ def test_create_candidate_normalises_and_stores_addresses(team: Team) -> None:
     candidate = Candidate.objects.get(organization=team.organization)
     assert response.status_code == 302
     assert response["Location"] == candidate.get_absolute_url()
-    assert candidate.display_name == "太郎 山田"
+    assert candidate.display_name == "山田 太郎"
     assert sorted(candidate.addresses.values_list("address", flat=True)) == [
         "taro.yamada@example.jp",
         "taro@xn--r8jz45g.jp",
@@ -184,3 +184,13 @@ def test_signed_out_visitor_is_sent_to_sign_in(client) -> None:  # type: ignore[
     response = client.get(reverse("records:candidate_list"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
+
+
+def test_japanese_names_are_shown_family_name_first(team: Team) -> None:
+    japanese = CandidateFactory(
+        organization=team.organization, owner=team.owner, first_name="太郎", last_name="山田"
+    )
+    western = CandidateFactory(
+        organization=team.organization, owner=team.owner, first_name="Emily", last_name="Clark"
+    )
+    assert (japanese.display_name, western.display_name) == ("山田 太郎", "Emily Clark")
