@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint migrations-check peers messages clean
+.PHONY: run test lint migrations-check peers messages screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "RecruitMail needs Python 3.11 or newer")'
@@ -55,6 +55,10 @@ messages: $(STAMP_TEST)
 	DEBUG=true $(BIN)/python manage.py makemessages -l ja --no-obsolete --ignore=.venv --ignore=var --ignore=bench --ignore=tests
 	DEBUG=true $(BIN)/python manage.py makemessages -d djangojs -l ja --no-obsolete --ignore=.venv --ignore=var --ignore=bench --ignore=tests
 	DEBUG=true $(BIN)/python manage.py compilemessages -l ja --ignore=.venv
+
+## screenshots: refresh docs/screenshots/ from a fresh demo in headless Chromium
+screenshots: $(STAMP_TEST) peers
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) var

@@ -144,6 +144,9 @@ def validate_host_syntax(host: str) -> str:
     return name
 
 
+RESERVED_TOP_LEVEL_NAMES = frozenset({"test", "invalid", "example"})
+
+
 def check_mail_host(host: str, port: int) -> CheckedHost:
     """Resolve ``host`` once and return it with every address it resolved to, all checked.
 
@@ -158,6 +161,10 @@ def check_mail_host(host: str, port: int) -> CheckedHost:
     # The resolver would turn "2130706433" into 127.0.0.1 too; decoding it here makes the check
     # independent of the C library, and the connection then uses the canonical address.
     name = str(legacy) if legacy is not None else validate_host_syntax(text)
+    if name.rsplit(".", 1)[-1] in RESERVED_TOP_LEVEL_NAMES:
+        # RFC 2606 / RFC 6761: these never resolve; asking a resolver would only send a query
+        # off the machine (the demo mailbox lives under .test).
+        raise socket.gaierror(socket.EAI_NONAME, "reserved top-level domain")
     infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     addresses: list[AddressInfo] = []
     for info in infos:

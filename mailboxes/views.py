@@ -19,7 +19,7 @@ from mailboxes.forms import (
     MailboxCreateForm,
     MailboxSettingsForm,
 )
-from mailboxes.models import Mailbox, ServerMessageState
+from mailboxes.models import Mailbox, MailboxStatus, ServerMessageState
 from mailboxes.pop3 import test_pop3_connection
 from mailboxes.providers import PROVIDERS
 from mailboxes.services import (
@@ -114,6 +114,8 @@ def mailbox_fetch_now(request: HttpRequest, pk: int) -> HttpResponse:
                 "Polling is stopped because the server rejected the password. Change the incoming password first."
             ),
         )
+    elif mailbox.status == MailboxStatus.PAUSED:
+        messages.error(request, _("This mailbox is paused, so RecruitMail does not poll it."))
     elif not mailbox.is_active:
         messages.error(
             request, _("Only the active mailbox is polled. Make this mailbox active first.")

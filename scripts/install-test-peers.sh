@@ -3,7 +3,8 @@
 #   - Dovecot (POP3/POP3S), started privately per test session by tests/peers/dovecot.py;
 #   - Chromium and chromedriver, for the browser tests;
 #   - openssl, handy for debugging TLS by hand (the tests build certificates in Python);
-#   - gettext, whose xgettext the translation test uses to find every translatable string.
+#   - gettext, whose xgettext the translation test uses to find every translatable string;
+#   - fonts-noto-cjk, so that Chromium draws Japanese in screenshots instead of empty boxes.
 #
 # Contract: idempotent and fast when everything is already installed (one dpkg-query,
 # no network); runs as root without a terminal; never leaves a system Dovecot daemon
@@ -11,7 +12,7 @@
 # system one would only be an unconfigured surprise on a CI machine.
 set -euo pipefail
 
-PACKAGES=(dovecot-core dovecot-pop3d openssl chromium chromium-driver gettext)
+PACKAGES=(dovecot-core dovecot-pop3d openssl chromium chromium-driver gettext fonts-noto-cjk)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "install-test-peers.sh: must run as root (it uses apt-get)" >&2

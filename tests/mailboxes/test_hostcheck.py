@@ -240,3 +240,21 @@ def test_validate_host_syntax_rejects(typed: str, says: str | None) -> None:
         return
     with pytest.raises(ValueError, match=says):
         check()
+
+
+@pytest.mark.parametrize(
+    "host", ["pop.demo.recruitmail.test", "mail.nonexistent.invalid", "pop.example"]
+)
+def test_reserved_top_level_names_never_reach_a_resolver(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket as socket_module
+
+    from mailboxes.hostcheck import check_mail_host
+
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a reserved name was sent to the resolver")
+
+    monkeypatch.setattr(socket_module, "getaddrinfo", no_lookup)
+    with pytest.raises(socket_module.gaierror):
+        check_mail_host(host, 995)

@@ -543,19 +543,20 @@ def test_refused_port(settings: Any) -> None:
 
 @pytest.fixture
 def no_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Answer lookups of *.invalid as a resolver would (RFC 2606), without any DNS traffic.
+    """Answer lookups of made-up names as a resolver would, without any DNS traffic.
 
     /etc/resolv.conf here points at a network resolver, so a real lookup could leave the
-    machine; names other than *.invalid, "localhost" and literals fail the test.
+    machine: "nonexistent.…" does not exist, "slow-dns.…" times out. (Reserved names such as
+    *.invalid never reach the resolver at all: mailboxes.hostcheck answers them itself.)
     """
     looked_up: list[str] = []
     real = socket.getaddrinfo
 
     def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
         looked_up.append(host)
-        if str(host).endswith(".invalid"):
+        if str(host).startswith("nonexistent."):
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        if str(host).endswith(".example"):
+        if str(host).startswith("slow-dns."):
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         return real(host, *args, **kwargs)
 
@@ -566,20 +567,26 @@ def no_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def test_unknown_host(no_dns: list[str]) -> None:
     with raises_code("host_not_found") as check:
         open_pop3_session(
-            host="nonexistent.invalid",
+            host="nonexistent.recruitmail-test.com",
             port=995,
             security="ssl",
             username="alice",
             password="secret",
             timeout=TIMEOUT,
         )
-    assert no_dns == ["nonexistent.invalid"]
+    assert no_dns == ["nonexistent.recruitmail-test.com"]
     assert "could not be found" in str(check.error.user_message)
 
 
 def test_dns_not_answering_is_told_apart(no_dns: list[str]) -> None:
     with raises_code("host_not_found") as check:
-        open_pop3_session(host="pop.example", port=995, security="ssl", username="a", password="b")
+        open_pop3_session(
+            host="slow-dns.recruitmail-test.com",
+            port=995,
+            security="ssl",
+            username="a",
+            password="b",
+        )
     assert "just now" in str(check.error.user_message)
 
 
