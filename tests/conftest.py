@@ -76,12 +76,19 @@ def _remove_test_broker_folder() -> Iterator[None]:
 
 
 @pytest.fixture
-def mail_settings(
-    settings: Any, tmp_path: Path, dovecot: DovecotServer
-) -> Any:
+def mail_settings(settings: Any, tmp_path: Path, dovecot: DovecotServer) -> Any:
     """Loopback mail hosts allowed, the test CA trusted, a private mail store."""
     settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
     settings.MAIL_CA_FILE = str(dovecot.ca_file)
     settings.MEDIA_ROOT = str(tmp_path / "mailstore")
     settings.POP3_TIMEOUT_SECONDS = 5
+    return settings
+
+
+@pytest.fixture
+def send_settings(settings: Any, tmp_path: Path) -> Any:
+    """Loopback mail hosts allowed, a private mail store, short timeouts."""
+    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
+    settings.MEDIA_ROOT = str(tmp_path / "mailstore")
+    settings.SMTP_TIMEOUT_SECONDS = 5
     return settings

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 from typing import Any as SettingsWrapper
 
 import pytest
@@ -30,12 +28,3 @@ def dovecot_mailbox(
     team: Team, pop3_account: Pop3Account, mail_settings: SettingsWrapper
 ) -> Mailbox:
     return mailbox_for(pop3_account, team.owner, email_address="owner@sakura.example")
-
-
-@pytest.fixture
-def send_settings(settings: Any, tmp_path: Path) -> Any:
-    """Loopback mail hosts allowed, a private mail store, short timeouts."""
-    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
-    settings.MEDIA_ROOT = str(tmp_path / "mailstore")
-    settings.SMTP_TIMEOUT_SECONDS = 5
-    return settings
