@@ -183,6 +183,11 @@ def worker_poll(spec: dict[str, Any]) -> dict[str, Any]:
             backends.add(cursor.fetchone()[0])
         connection.execute_wrappers.append(count_query)
 
+    if spec.get("commit_on_polling_thread"):
+        from mailboxes.committer import BackgroundCommitter
+
+        # No executor: every batch commits on the polling thread, as before BackgroundCommitter.
+        BackgroundCommitter.__enter__ = lambda self: self  # type: ignore[method-assign]
     connection_created.connect(on_connection)
     connection.ensure_connection()  # connecting is not the import's work
     before_mb = _current_rss_mb()
@@ -198,7 +203,7 @@ def worker_poll(spec: dict[str, Any]) -> dict[str, Any]:
     report = mailbox_poll(mailbox_id=spec["mailbox_id"])
     seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
     database_cpu_seconds = backends.stop()
-    if profiler is not None:
+    if profiler is not None and profile_path:
         profiler.disable()
         profiler.dump_stats(profile_path)
     assert report is not None, "the mailbox was leased by another worker"
@@ -312,8 +317,27 @@ def _seed(*, host: str, port: int, user: str, pool: Any) -> int:
     return mailbox.pk
 
 
+def _drop_search_indexes() -> None:
+    """Drop the PostgreSQL search indexes (migration 0003), to see what they cost an import."""
+    import importlib
+
+    from django.db import connection
+
+    migration = importlib.import_module("mailboxes.migrations.0003_message_search_indexes")
+    with connection.cursor() as cursor:
+        for name, *_ in migration.INDEXES:
+            cursor.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 def _bench_one_size(
-    *, count: int, server: Any, env: dict[str, str], workdir: Path, profile: str | None
+    *,
+    count: int,
+    server: Any,
+    env: dict[str, str],
+    workdir: Path,
+    profile: str | None,
+    commit_on_polling_thread: bool,
+    without_search_indexes: bool,
 ) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connections
@@ -324,6 +348,8 @@ def _bench_one_size(
     connections.close_all()
     _recreate_database(env["DATABASE_URL"])
     call_command("migrate", verbosity=0, interactive=False)
+    if without_search_indexes:
+        _drop_search_indexes()
     pool = address_pool()
     user = f"bench{count}"
     server.add_user(user, POP3_PASSWORD)
@@ -355,6 +381,17 @@ def _bench_one_size(
         "fill_seconds": fill_seconds,
         # Other work on the machine slows every step; the reader should know.
         "load": os.getloadavg()[0],
+        "variants": [
+            note
+            for flag, note in (
+                (
+                    commit_on_polling_thread,
+                    "commits on the polling thread: --commit-on-polling-thread",
+                ),
+                (without_search_indexes, "search indexes DROPPED: --without-search-indexes"),
+            )
+            if flag
+        ],
     }
 
     def measured(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +404,14 @@ def _bench_one_size(
 
     result["a1"] = measured("poplib", {**login, "parse": False})
     result["a2"] = measured("poplib", {**login, "parse": True})
-    result["b"] = measured("poll", {"mailbox_id": mailbox_id, "profile": profile})
+    result["b"] = measured(
+        "poll",
+        {
+            "mailbox_id": mailbox_id,
+            "profile": profile,
+            "commit_on_polling_thread": commit_on_polling_thread,
+        },
+    )
     result["c"] = measured("poll", {"mailbox_id": mailbox_id})
     for raw in later:
         server.deliver(user, raw)
@@ -442,6 +486,8 @@ def _print_size(result: dict[str, Any]) -> None:
     print(f"(a1) poplib RETR only:           {_timing(a1, count, megabytes)}")
     print(f"(a2) poplib RETR + email parse:  {_timing(a2, count, megabytes)}")
     print(f"(b)  RecruitMail full import:    {_timing(b, b['imported'], megabytes)}")
+    for note in result["variants"]:
+        print(f"     ({note})")
     print(f"(b)/(a2) ratio: {b['seconds'] / a2['seconds']:.2f}")
     print(
         f"(b)  queries: {b['queries']:,} = {b['queries'] / max(b['imported'], 1):.3f} per imported message"
@@ -502,6 +548,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: N = {QUICK_MESSAGES}")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--profile", help="write a cProfile of the largest (b) here")
+    parser.add_argument(
+        "--commit-on-polling-thread",
+        action="store_true",
+        help="(b) without the background commit thread, for comparison",
+    )
+    parser.add_argument(
+        "--without-search-indexes",
+        action="store_true",
+        help="drop the search indexes of migration 0003 first, to see what they cost",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -558,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
                     env=env,
                     workdir=workdir,
                     profile=args.profile if count == sizes[-1] else None,
+                    commit_on_polling_thread=args.commit_on_polling_thread,
+                    without_search_indexes=args.without_search_indexes,
                 )
                 _print_size(result)
                 problems = _problems(result)

@@ -41,6 +41,7 @@ from records.access import member_required
 from records.models import Record, User
 from records.services import record_set_share_emails
 from sharing.models import Permission
+from sharing.selectors import audience_panel
 
 LIST_TEMPLATE = "mailboxes/reading/message_list.html"
 
@@ -143,6 +144,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "attachments": selectors.message_attachments(message),
         "thread": selectors.thread_messages(user=request.user, message=message),
         **_body_context(request, message, full=full, as_text=as_text),
+        "audience": audience_panel(message=message, viewer=request.user),
         "show_images": images,
         "iframe_sandbox": IFRAME_SANDBOX,
         "frame_url": _message_url("mail:message_body", pk, full=full, images=images),

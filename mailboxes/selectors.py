@@ -16,6 +16,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Length, NullIf, Substr
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from mailboxes.models import (
@@ -168,9 +169,45 @@ def message_rows(messages: QuerySet[Message], *, user: Any) -> QuerySet[Message]
     )
 
 
+COUNT_CAP = 1000
+
+
+class CappedPaginator(Paginator):
+    """A paginator that counts no further than it needs.
+
+    An exact COUNT over everything a user may see reads every visible row (seconds at a
+    million messages, bench/visibility.py); counting up to a limit reads at most that many.
+    The limit is past the requested page, so "next" works as deep as anyone pages.
+    """
+
+    def __init__(self, object_list: Any, per_page: int, *, limit: int) -> None:
+        super().__init__(object_list, per_page)
+        self.limit = limit
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.limit].count()
+
+    @property
+    def capped(self) -> bool:
+        """True when there are more rows than were counted (show "1,000+", not a total)."""
+        return self.count >= self.limit
+
+    @property
+    def count_label(self) -> str:
+        return f"{self.limit - 1:,}+" if self.capped else f"{self.count:,}"
+
+
 def page_of(messages: QuerySet[Message], *, user: Any, number: Any) -> Page:
     """One page of ``messages`` as list rows; a missing or malformed number gives a valid page."""
-    return Paginator(message_rows(messages, user=user), PAGE_SIZE).get_page(number)
+    try:
+        wanted = max(1, min(int(number), 1_000_000))
+    except (TypeError, ValueError):
+        wanted = 1
+    limit = max(COUNT_CAP, (wanted + 1) * PAGE_SIZE) + 1
+    return CappedPaginator(message_rows(messages, user=user), PAGE_SIZE, limit=limit).get_page(
+        number
+    )
 
 
 def record_mail_context(*, user: Any, record: Record, number: Any) -> dict[str, Any]:

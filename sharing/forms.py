@@ -39,10 +39,6 @@ class SharingForm(forms.Form):
         label=_("Excluded domains"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "confidential-client.example"}),
-        help_text=_(
-            "Public only: mail with a correspondent in these domains (or their subdomains) is not shared. At most %(max)d."
-        )
-        % {"max": MAX_EXCLUDED_DOMAINS},
     )
     consolidate_client_mail = forms.BooleanField(
         label=_("Consolidate all client emails"),
@@ -53,6 +49,10 @@ class SharingForm(forms.Form):
     def __init__(self, *args: Any, locked: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.locked = locked
+        # Formatted here, per request: "%" on a lazy string at import would freeze its language.
+        self.fields["excluded_domains"].help_text = _(
+            "Public only: mail with a correspondent in these domains (or their subdomains) is not shared. At most %(max)d."
+        ) % {"max": MAX_EXCLUDED_DOMAINS}
         self.permission_help = [
             (value, label, PERMISSION_HELP[Permission(value)])
             for value, label in Permission.choices

@@ -96,3 +96,25 @@ class SharingAuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
+
+    @property
+    def old_value_display(self) -> str:
+        return self._value_display(self.old_value)
+
+    @property
+    def new_value_display(self) -> str:
+        return self._value_display(self.new_value)
+
+    def _value_display(self, value: str) -> str:
+        """A stored value as the admin reads it: permissions and on/off in the reader's language.
+
+        Values are stored raw ("public", "True") so the trail stays exact whatever the language
+        of the person who changed them.
+        """
+        if self.action in (AuditAction.PERMISSION_CHANGED, AuditAction.TAMPERED):
+            if value in Permission.values:
+                return str(Permission(value).label)
+        elif self.action == AuditAction.CONSOLIDATION_CHANGED:
+            if value in ("True", "False"):
+                return str(_("On") if value == "True" else _("Off"))
+        return value

@@ -30,9 +30,20 @@ a changed permission or excluded domain applies on the next query, old mail incl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import CharField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Value
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
 from django.db.models.functions import Concat
 
 from mailboxes.models import AddressRole, MessageAddress, MessageLink, MessageOrigin
@@ -98,6 +109,21 @@ def _has_excluded_correspondent() -> Exists:
     )
 
 
+def _not_excluded() -> Q:
+    # Excluded domains narrow only POP3 mail of a Public mailbox; the other ways a link shares
+    # mail (hub mail, Admin, Custom) ignore them.
+    return (
+        Q(origin=MessageOrigin.HUB)
+        | Q(**{f"{PERMISSION}__in": [Permission.ADMIN, Permission.CUSTOM]})
+        | ~_has_excluded_correspondent()
+    )
+
+
+def _shared_with(*, is_admin: bool) -> Q:
+    """M is visible to a member who does not own it (an admin or not)."""
+    return _shared_through_a_link(is_admin=is_admin) & _not_excluded()
+
+
 def visible_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message]:
     """``queryset`` narrowed to the messages ``user`` may see (see the module's table)."""
     membership = (
@@ -105,18 +131,63 @@ def visible_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message
     )
     if membership is None or not user.is_active:
         return queryset.none()
-    # Excluded domains narrow only POP3 mail of a Public mailbox; the other ways a link shares
-    # mail (hub mail, Admin, Custom) ignore them.
-    not_excluded = (
-        Q(origin=MessageOrigin.HUB)
-        | Q(**{f"{PERMISSION}__in": [Permission.ADMIN, Permission.CUSTOM]})
-        | ~_has_excluded_correspondent()
-    )
     return (
         queryset.filter(organization_id=membership.organization_id)
         .alias(**{PERMISSION: F("mailbox__sharing__permission")})
-        .filter(
-            Q(owner_id=user.pk)
-            | (_shared_through_a_link(is_admin=membership.is_admin) & not_excluded)
+        .filter(Q(owner_id=user.pk) | _shared_with(is_admin=membership.is_admin))
+    )
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who besides its owner sees one message, and why: the same clauses as visible_messages."""
+
+    permission: str  # the mailbox's permission ("" for mail without a mailbox)
+    origin: str
+    linked: bool  # linked to at least one record
+    shared_record: bool  # linked to a record whose "share emails" is ticked
+    excluded: bool  # a correspondent is in one of the mailbox's excluded domains
+    recruiters: bool  # every member who is not an admin sees it
+    admins: bool  # every admin sees it
+
+
+def message_audience(message: Message) -> Audience:
+    """The audience of ``message`` in one query, from the rule's own clauses."""
+    from mailboxes.models import Message as MessageModel
+
+    boolean = BooleanField()
+    row = (
+        MessageModel.objects.filter(pk=message.pk)
+        .alias(**{PERMISSION: F("mailbox__sharing__permission")})
+        .annotate(
+            audience_permission=F(PERMISSION),
+            audience_linked=Exists(MessageLink.objects.filter(message_id=OuterRef("pk"))),
+            audience_shared_record=Exists(
+                MessageLink.objects.filter(message_id=OuterRef("pk"), record__share_emails=True)
+            ),
+            audience_excluded=_has_excluded_correspondent(),
+            audience_recruiters=ExpressionWrapper(
+                _shared_with(is_admin=False), output_field=boolean
+            ),
+            audience_admins=ExpressionWrapper(_shared_with(is_admin=True), output_field=boolean),
         )
+        .values(
+            "origin",
+            "audience_permission",
+            "audience_linked",
+            "audience_shared_record",
+            "audience_excluded",
+            "audience_recruiters",
+            "audience_admins",
+        )
+        .get()
+    )
+    return Audience(
+        permission=row["audience_permission"] or "",
+        origin=row["origin"],
+        linked=bool(row["audience_linked"]),
+        shared_record=bool(row["audience_shared_record"]),
+        excluded=bool(row["audience_excluded"]),
+        recruiters=bool(row["audience_recruiters"]),
+        admins=bool(row["audience_admins"]),
     )

@@ -427,3 +427,29 @@ def test_share_emails_of_another_organisations_record_is_404(team: Team) -> None
         reverse("mail:record_share_emails", args=[foreign.pk]), {"share_emails": "on"}
     )
     assert response.status_code == 404
+
+
+def test_long_folders_count_only_as_far_as_needed(team: Team, settings) -> None:  # type: ignore[no-untyped-def]
+    from mailboxes import selectors
+
+    settings.DEBUG = False
+    mailbox = MailboxFactory(owner=team.owner)
+    for _ in range(60):
+        MessageFactory(owner=team.owner, mailbox=mailbox)
+    original = selectors.COUNT_CAP
+    selectors.COUNT_CAP = 30
+    try:
+        page = selectors.page_of(
+            Message.objects.visible_to(team.owner), user=team.owner, number="1"
+        )
+        assert page.paginator.capped and page.paginator.count_label == "50+" and page.has_next()
+        deep = selectors.page_of(
+            Message.objects.visible_to(team.owner), user=team.owner, number="2"
+        )
+        assert deep.number == 2 and deep.has_next()
+        last = selectors.page_of(
+            Message.objects.visible_to(team.owner), user=team.owner, number="3"
+        )
+        assert not last.paginator.capped and not last.has_next() and len(last.object_list) == 10
+    finally:
+        selectors.COUNT_CAP = original
