@@ -20,6 +20,7 @@ from functools import cached_property
 
 import pytest
 from django.test import Client as HttpClient
+from django.urls import reverse
 
 from mailboxes.models import AddressRole, Direction, Message, MessageOrigin, Thread
 from records.models import Organization, Record, Role, User
@@ -296,12 +297,35 @@ def seen_in_thread(viewer: Viewer, message: Message) -> bool:
     return message.pk in thread.values_list("pk", flat=True)
 
 
+def _page_seen(viewer: Viewer, url: str) -> bool:
+    """200: seen; 404: hidden (the same as missing); a deactivated user is sent to sign in."""
+    response = viewer.client.get(url)
+    if response.status_code == 302:
+        assert response["Location"].startswith(reverse("login")), response["Location"]
+        return False
+    assert response.status_code in (200, 404), response.status_code
+    return response.status_code == 200
+
+
+def seen_on_message_page(viewer: Viewer, message: Message) -> bool:
+    return _page_seen(viewer, reverse("mail:message", args=[message.pk]))
+
+
+def seen_on_search_page(viewer: Viewer, message: Message) -> bool:
+    tag = message.subject[message.subject.index("[") :]
+    page = viewer.client.get(reverse("mail:search"), {"q": tag}).content.decode()
+    return reverse("mail:message", args=[message.pk]) in page
+
+
 SURFACES: list[Callable[[Viewer, Message], bool]] = [
     seen_in_list,
     seen_in_count,
     seen_in_detail_lookup,
     seen_in_search,
     seen_in_thread,
+    # Over HTTP, as a person meets them.
+    seen_on_message_page,
+    seen_on_search_page,
 ]
 
 
