@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from django.db import connections, transaction
+from django.utils import translation
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,13 @@ class BackgroundCommitter(Generic[Item]):
         self._committed = committed
         self._in_flight: tuple[Sequence[Item], Future[int]] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._language: str | None = None
         self.failed = 0
 
     def __enter__(self) -> BackgroundCommitter[Item]:
-        if not transaction.get_connection().in_atomic_block and not __import__("os").environ.get("AB_SYNC"):
+        # The active language is per thread (the poll task writes in the owner's): carry it over.
+        self._language = translation.get_language()
+        if not transaction.get_connection().in_atomic_block:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         return self
 
@@ -61,7 +65,7 @@ class BackgroundCommitter(Generic[Item]):
         if self._executor is None:
             self._done(batch, self._commit(batch))
             return
-        self._in_flight = (batch, self._executor.submit(self._commit, batch))
+        self._in_flight = (batch, self._executor.submit(self._commit_in_language, batch))
 
     def __exit__(
         self,
@@ -86,6 +90,10 @@ class BackgroundCommitter(Generic[Item]):
                 # Django opens one connection per thread; this thread's must not outlive it.
                 executor.submit(connections.close_all).result()
                 executor.shutdown(wait=True)
+
+    def _commit_in_language(self, batch: Sequence[Item]) -> int:
+        with translation.override(self._language):
+            return self._commit(batch)
 
     def _wait(self) -> None:
         if self._in_flight is not None:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django import forms
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from mailboxes.hostcheck import validate_host_syntax
@@ -14,8 +15,10 @@ from mailboxes.providers import provider_for_address
 from records.addresses import InvalidAddress, normalize_address
 from sharing.models import Permission
 
+# format_lazy, not an f-string: the labels are joined when a form renders, in the reader's
+# language, not once at import in the server's.
 SHARING_CHOICES = [
-    (value, f"{label}: {help_text}")
+    (value, format_lazy("{}: {}", label, help_text))
     for (value, label), help_text in zip(
         Permission.choices,
         [

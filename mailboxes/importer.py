@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from mailboxes.committer import BackgroundCommitter
 from mailboxes.leases import lease_acquire, lease_release, lease_renew
@@ -552,8 +553,10 @@ def _finish_ok(session: _Session, *, failed: int) -> None:
     report.quarantined = _quarantined_count(mailbox)
     report.outcome = PollOutcome.PARTIAL if failed else PollOutcome.OK
     if failed:
-        report.error_message = _(
-            "%(count)d messages could not be stored; they will be retried."
+        report.error_message = ngettext(
+            "%(count)d message could not be stored; it will be retried.",
+            "%(count)d messages could not be stored; they will be retried.",
+            failed,
         ) % {"count": failed}
     report.finished_at = now
     report.save()

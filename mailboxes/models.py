@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mailboxes.credentials import decrypt_secret, encrypt_secret
@@ -372,7 +373,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.subject or "(no subject)"
+        return self.subject or gettext("(no subject)")
 
 
 class AddressRole(models.TextChoices):

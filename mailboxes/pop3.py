@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import poplib
 import re
@@ -37,7 +38,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from django.conf import settings
 from django.utils.functional import Promise
@@ -198,7 +199,7 @@ class _CheckedPOP3(poplib.POP3):
         Only what is used is taken from the buffer (peek, then read), so whatever follows the
         terminator stays there for the next reply, as with line-by-line reading.
         """
-        reader = self.file
+        reader = cast(io.BufferedReader, self.file)  # socket.makefile("rb") is buffered
         limit = self.max_line_bytes
         body = bytearray()
         line_length = 0  # octets of the unfinished last line in ``body``

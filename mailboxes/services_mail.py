@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from mailboxes.models import Message
 
@@ -37,7 +38,7 @@ def message_delete(*, message: Message, user: Any) -> bool:
     "when deleted here" deletes it from the POP3 server at its next poll (``deleted_at``).
     """
     if message.owner_id != user.pk:
-        raise PermissionDenied("Only the owner of a message can delete it.")
+        raise PermissionDenied(_("Only the owner of a message can delete it."))
     now = timezone.now()
     changed = Message.objects.filter(
         pk=message.pk, owner_id=user.pk, deleted_at__isnull=True
@@ -52,7 +53,7 @@ def draft_discard(*, draft_id: int, user: Any) -> bool:
     """Drop the user's unsent draft (replaced by the corrected one the form sends again)."""
     from mailboxes.models import MessageOrigin, SendState
 
-    deleted, _ = Message.objects.filter(
+    deleted, _per_model = Message.objects.filter(
         pk=draft_id,
         owner_id=user.pk,
         origin=MessageOrigin.HUB,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from mailboxes.importer import mailbox_poll
 from mailboxes.models import Mailbox
@@ -26,10 +26,16 @@ logger = logging.getLogger(__name__)
 def poll_mailbox(mailbox_id: int) -> None:
     """Poll one mailbox. Idempotent: a redelivered or duplicate task finds the lease taken, or
     nothing new on the server."""
-    if not Mailbox.objects.filter(pk=mailbox_id).exists():
+    owner_languages = Mailbox.objects.filter(pk=mailbox_id).values_list(
+        "owner__language", flat=True
+    )
+    if not owner_languages:
         logger.info("poll_mailbox: mailbox %s no longer exists", mailbox_id)
         return
-    mailbox_poll(mailbox_id=mailbox_id)
+    # The poll stores its status and error sentences for the owner to read on the mailbox
+    # page: write them in the owner's language, not the worker's.
+    with translation.override(owner_languages[0] or settings.LANGUAGE_CODE):
+        mailbox_poll(mailbox_id=mailbox_id)
 
 
 @shared_task(name="mailboxes.enqueue_due_polls", ignore_result=True)

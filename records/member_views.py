@@ -10,6 +10,7 @@ from django.core.mail import send_mail
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
@@ -32,8 +33,10 @@ def home(request: HttpRequest) -> HttpResponse:
 def profile(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, _("Your settings were saved."))
+        user = form.save()
+        # Confirm in the language just chosen (none: the browser's), which the next page speaks.
+        with translation.override(user.language or translation.get_language_from_request(request)):
+            messages.success(request, _("Your settings were saved."))
         return redirect("profile")
     return render(request, "records/profile.html", {"form": form})
 

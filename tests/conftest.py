@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
+from django.utils import translation
 
 from records.models import Membership, Organization, Role, User
 from tests.peers.dovecot import DovecotServer
@@ -64,6 +65,14 @@ def owner_client(team: Team) -> HttpClient:
 @pytest.fixture
 def password() -> str:
     return TEST_PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test() -> Iterator[None]:
+    """A request in Japanese leaves "ja" active in the thread (LocaleMiddleware activates a
+    language and never resets it): the next test starts from the default language again."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from mailboxes.models import Mailbox, Message
-from mailboxes.tasks import enqueue_due_polls
+from mailboxes.tasks import enqueue_due_polls, poll_mailbox
 from tests.conftest import Team
+from tests.mailboxes.factories import MailboxFactory
 from tests.mailboxes.mail import make_message
 from tests.peers.fixtures import Pop3Account
 
@@ -62,3 +63,19 @@ def test_fetch_now_enqueues_a_poll(
     assert _wait_for(lambda: dovecot_mailbox.poll_reports.exclude(finished_at=None).exists())
     detail = team.client_for(team.owner).get(reverse("mailboxes:detail", args=[dovecot_mailbox.pk]))
     assert "Imported" in detail.content.decode()
+
+
+def test_a_poll_stores_its_status_in_the_owners_language(team: Team) -> None:
+    """The worker has no request to take a language from: it writes for the mailbox's owner."""
+    team.owner.language = "ja"
+    team.owner.save(update_fields=["language"])
+    # 127.0.0.1 without MAIL_HOSTS_ALLOW_LOOPBACK: the poll fails before any connection.
+    japanese: Mailbox = MailboxFactory(owner=team.owner)
+    english: Mailbox = MailboxFactory(owner=team.teammate)  # no language chosen
+    poll_mailbox(japanese.pk)
+    poll_mailbox(english.pk)
+    japanese.refresh_from_db()
+    english.refresh_from_db()
+    assert japanese.status_message.startswith("メールサーバー名がプライベート")
+    assert english.status_message.startswith("The mail server name points to a private")
+    assert japanese.poll_reports.get().error_message == japanese.status_message
