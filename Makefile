@@ -48,7 +48,7 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff format --check .
 
 migrations-check: $(STAMP_TEST)
-	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+	DEBUG=true env -u DATABASE_URL $(BIN)/python manage.py makemigrations --check --dry-run
 
 ## messages: refresh the Japanese catalogue from the code (then translate) and compile it
 messages: $(STAMP_TEST)
