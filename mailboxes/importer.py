@@ -27,9 +27,8 @@ from django.utils.translation import ngettext
 
 from mailboxes.committer import BackgroundCommitter
 from mailboxes.leases import lease_acquire, lease_release, lease_renew
-from mailboxes.mailstore import content_hash
+from mailboxes.mailstore import content_hash, raw_store
 from mailboxes.models import (
-    DeletionPolicy,
     FirstImportScope,
     ImportState,
     Mailbox,
@@ -42,9 +41,10 @@ from mailboxes.models import (
     ServerMessageState,
     uid_digest,
 )
-from mailboxes.parsing import parse_message
+from mailboxes.parsing import ParsedMessage, parse_message
 from mailboxes.pop3 import Pop3Session, open_pop3_session
 from mailboxes.pop3_errors import Pop3Error
+from mailboxes.server_state import KnownUid, deletions_due, known_uids, mark_gone
 from mailboxes.storing import IncomingMessage, messages_store
 
 logger = logging.getLogger(__name__)
@@ -68,23 +68,13 @@ class LeaseLost(Exception):
 
 
 @dataclass
-class _Known:
-    pk: int
-    state: str
-    failures: int
-    message_id: int | None
-    first_seen_at: datetime
-    deleted_from_server_at: datetime | None
-
-
-@dataclass
 class _Wanted:
     """A message on the server that this poll will fetch."""
 
     number: int
     uid: str | None  # None: no usable UID (no UIDL, or a UID the server lists twice)
     size: int
-    existing: _Known | None = None
+    existing: KnownUid | None = None
 
 
 @dataclass
@@ -154,12 +144,14 @@ def _poll(session: _Session) -> None:
     sizes = pop.sizes()
     uids = pop.uidl()
     report.on_server = len(sizes)
-    known = _known_uids(mailbox)
+    known = known_uids(mailbox)
     wanted = _plan(session, sizes, uids, known)
     report.new = len(wanted)
     _save_progress(report)
     failed = _fetch_and_store(session, wanted)
-    to_delete = _deletions(mailbox, pop_uids=uids, known=_known_uids(mailbox) if wanted else known)
+    to_delete = deletions_due(
+        mailbox, pop_uids=uids, known=known_uids(mailbox) if wanted else known
+    )
     all_committed = session.retrieved_uncommitted == 0
     if all_committed:
         for number in to_delete.values():
@@ -171,32 +163,17 @@ def _poll(session: _Session) -> None:
                 deleted_from_server_at=timezone.now()
             )
             report.deleted_on_server = len(to_delete)
-    _mark_gone(mailbox, uids, known)
+    mark_gone(mailbox, uids, known)
     if mailbox.first_import_pending:
         Mailbox.objects.filter(pk=mailbox.pk).update(first_import_pending=False)
     _finish_ok(session, failed=failed)
 
 
-def _known_uids(mailbox: Mailbox) -> dict[str, _Known]:
-    """Every UID the hub has seen on this mailbox's server, in one query."""
-    return {
-        uid_hash: _Known(pk, state, failures, message_id, first_seen_at, deleted_at)
-        for uid_hash, pk, state, failures, message_id, first_seen_at, deleted_at in ServerMessage.objects.filter(
-            mailbox=mailbox
-        ).values_list(
-            "uid_hash",
-            "pk",
-            "state",
-            "failures",
-            "message_id",
-            "first_seen_at",
-            "deleted_from_server_at",
-        )
-    }
-
-
 def _plan(
-    session: _Session, sizes: dict[int, int], uids: dict[int, str] | None, known: dict[str, _Known]
+    session: _Session,
+    sizes: dict[int, int],
+    uids: dict[int, str] | None,
+    known: dict[str, KnownUid],
 ) -> list[_Wanted]:
     """Which messages to fetch, oldest first; records out-of-scope and too-large ones as known."""
     mailbox = session.mailbox
@@ -390,7 +367,7 @@ def _retrieve(session: _Session, item: _Wanted) -> IncomingMessage | None:
             session.retrieved_uncommitted -= 1  # already committed in an earlier poll
             return None
         existing = (
-            None if known is None else _Known(known[0], known[1], 0, None, timezone.now(), None)
+            None if known is None else KnownUid(known[0], known[1], 0, None, timezone.now(), None)
         )
     parsed = parse_message(raw)
     return IncomingMessage(
@@ -401,7 +378,27 @@ def _retrieve(session: _Session, item: _Wanted) -> IncomingMessage | None:
         parsed=parsed,
         size=item.size,
         existing_server_row=existing.pk if existing is not None else None,
+        raw_name=_raw_store_early(session.mailbox, raw, digest, parsed),
     )
+
+
+def _raw_store_early(
+    mailbox: Mailbox, raw: bytes, digest: str, parsed: ParsedMessage
+) -> str | None:
+    """Write the raw file here, on the fetching thread, so that the commit thread (the import's
+    slower half: it waits for the database) does not have to; None leaves it to the commit.
+
+    Not for the mailbox's own sent mail, which may be the copy of a message the hub sent: that
+    is stored as a duplicate, without its file. A failure is left to the commit too, which
+    writes again and, if that fails, fails this message alone.
+    """
+    sender = parsed.sender
+    if sender is not None and sender.address == mailbox.email_address:
+        return None
+    try:
+        return raw_store(raw=raw, digest=digest)
+    except OSError:
+        return None
 
 
 def _commit(session: _Session, batch: list[IncomingMessage]) -> int:
@@ -452,65 +449,6 @@ def _record_failure(mailbox: Mailbox, uid: str, size: int, error: str) -> None:
             else ServerMessageState.FAILED
         )
         row.save(update_fields=["failures", "last_error", "state"])
-
-
-def _deletions(
-    mailbox: Mailbox, *, pop_uids: dict[int, str] | None, known: dict[str, _Known]
-) -> dict[int, int]:
-    """{ServerMessage pk: message number} to DELE under the mailbox's policy; committed UIDs only."""
-    if mailbox.deletion_policy == DeletionPolicy.KEEP or pop_uids is None:
-        return {}
-    counts: dict[str, int] = {}
-    for uid in pop_uids.values():
-        counts[uid] = counts.get(uid, 0) + 1
-    now = timezone.now()
-    deleted_here: set[int] = set()
-    if mailbox.deletion_policy == DeletionPolicy.WHEN_DELETED_HERE:
-        deleted_here = set(
-            Message.objects.filter(mailbox=mailbox, deleted_at__isnull=False).values_list(
-                "pk", flat=True
-            )
-        )
-    result: dict[int, int] = {}
-    for number, uid in pop_uids.items():
-        if counts[uid] > 1:
-            continue  # an ambiguous UID could name a message we have not committed
-        row = known.get(uid_digest(uid))
-        if row is None or row.state not in (
-            ServerMessageState.IMPORTED,
-            ServerMessageState.DUPLICATE,
-        ):
-            continue
-        if row.deleted_from_server_at is not None:
-            continue
-        policy = mailbox.deletion_policy
-        if (
-            policy == DeletionPolicy.AFTER_IMPORT
-            or (
-                policy == DeletionPolicy.AFTER_DAYS
-                and row.first_seen_at <= now - timedelta(days=mailbox.delete_after_days or 0)
-            )
-            or (policy == DeletionPolicy.WHEN_DELETED_HERE and row.message_id in deleted_here)
-        ):
-            result[row.pk] = number
-    return result
-
-
-def _mark_gone(mailbox: Mailbox, uids: dict[int, str] | None, known: dict[str, _Known]) -> None:
-    """Note UIDs that left the server by other means (another client, the provider), so a reused UID
-    is later seen as a new message."""
-    if uids is None:
-        return
-    present = {uid_digest(uid) for uid in uids.values()}
-    gone = [
-        row.pk
-        for digest, row in known.items()
-        if digest not in present and row.deleted_from_server_at is None
-    ]
-    for start in range(0, len(gone), 1000):
-        ServerMessage.objects.filter(pk__in=gone[start : start + 1000]).update(
-            deleted_from_server_at=timezone.now()
-        )
 
 
 def _keep_lease(session: _Session) -> None:

@@ -57,6 +57,7 @@ class IncomingMessage:
     parsed: ParsedMessage
     size: int
     existing_server_row: int | None = None  # a FAILED row to update instead of inserting
+    raw_name: str | None = None  # already in the mail store (written while fetching)
 
 
 @dataclass
@@ -232,7 +233,9 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
             ).update(last_message_at=latest)
 
         for incoming, message in to_create:
-            message.raw.name = raw_store(raw=incoming.raw, digest=incoming.digest)
+            message.raw.name = incoming.raw_name or raw_store(
+                raw=incoming.raw, digest=incoming.digest
+            )
         Message.objects.bulk_create([message for _, message in to_create])
         blobs = iter(
             blobs_store(
