@@ -47,6 +47,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.database import recreate_database  # noqa: E402 (after the path is set)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_bench"
 QUICK_MESSAGES = 300
 NEW_MESSAGES = 10
@@ -244,32 +246,6 @@ def _run_worker(kind: str, spec: dict[str, Any], env: dict[str, str]) -> dict[st
 # --- Setting up one size ------------------------------------------------------------------
 
 
-def _recreate_database(database_url: str) -> None:
-    """Drop and create the benchmark's database (its name is the URL's path)."""
-    import environ
-    import psycopg2
-    from psycopg2 import sql
-
-    config = environ.Env.db_url_config(database_url)
-    name = config["NAME"]
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=config.get("USER") or "postgres",
-        password=config.get("PASSWORD") or None,
-        host=config.get("HOST") or "127.0.0.1",
-        port=config.get("PORT") or 5432,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    admin.close()
-
-
 def _seed(*, host: str, port: int, user: str, pool: Any) -> int:
     """Organisation, owner, mailbox and the pool's records; return the mailbox id."""
     from mailboxes.services import mailbox_create
@@ -346,7 +322,7 @@ def _bench_one_size(
     from mailboxes.models import Message, MessageLink
 
     connections.close_all()
-    _recreate_database(env["DATABASE_URL"])
+    recreate_database(env["DATABASE_URL"])
     call_command("migrate", verbosity=0, interactive=False)
     if without_search_indexes:
         _drop_search_indexes()

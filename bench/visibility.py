@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.database import recreate_database  # noqa: E402 (after the path is set)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_visbench"
 QUICK = {"users": 20, "records": 2_000, "messages": 20_000, "repeat": 5}
 PAGE_SIZES = (25, 100)
@@ -60,32 +62,6 @@ class Result:
     queries: int
     rows: int
     ratio: float | None = None
-
-
-def _recreate_database(database_url: str) -> None:
-    """Drop and create the benchmark's database (its name is the URL's path)."""
-    import environ
-    import psycopg2
-    from psycopg2 import sql
-
-    config = environ.Env.db_url_config(database_url)
-    name = config["NAME"]
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=config.get("USER") or "postgres",
-        password=config.get("PASSWORD") or None,
-        host=config.get("HOST") or "127.0.0.1",
-        port=config.get("PORT") or 5432,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    admin.close()
 
 
 def _pages(landmarks: Any) -> dict[str, Callable[[Any], Any]]:
@@ -321,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     if not args.skip_load:
-        _recreate_database(args.database_url)
+        recreate_database(args.database_url)
     import django
 
     django.setup()
