@@ -144,6 +144,18 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _read("SECURE_COOKIES", env.bool, False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# Behind a TLS-terminating proxy in production (all off by default for the embedded setup).
+SECURE_SSL_REDIRECT = _read("SECURE_SSL_REDIRECT", env.bool, False)
+SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = _read("SECURE_HSTS_PRELOAD", env.bool, False)
+if _read("BEHIND_TLS_PROXY", env.bool, False):
+    # The proxy must set this header itself (and strip it from clients' requests).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("ja", "日本語")]
 LOCALE_PATHS = [BASE_DIR / "locale"]

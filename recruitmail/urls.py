@@ -5,9 +5,11 @@ from django.urls import include, path
 
 from mailboxes import organization_views
 from records import member_views
+from recruitmail import health
 
 urlpatterns = [
     path("", member_views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
