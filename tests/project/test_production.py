@@ -35,7 +35,10 @@ def test_healthz_says_what_fails_without_details(client, settings) -> None:  # t
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
-    env = {key: value for key, value in os.environ.items() if key not in ("DEBUG",)}
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE for their own process;
+    # a deployment never has it, and check --deploy rightly refuses it.
+    test_only = ("DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {key: value for key, value in os.environ.items() if key not in test_only}
     env.update(
         DJANGO_SETTINGS_MODULE="recruitmail.settings",
         SECRET_KEY="a-long-random-production-secret-key-" + "x" * 40,
