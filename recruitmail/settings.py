@@ -167,10 +167,43 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
 
-# Raw mail and attachments go through Django's storage API (a folder by default).
+# Raw mail and attachments go through Django's storage API only: a folder by default, or an
+# S3-compatible bucket (django-storages) that every machine shares when MAIL_STORAGE_BACKEND=s3.
 MEDIA_ROOT = Path(_read("MAIL_STORE_DIR", env.str, str(DATA_DIR / "mailstore")))
+MAIL_STORAGE_BACKEND = _read("MAIL_STORAGE_BACKEND", env.str, "filesystem").lower()
+_MAIL_STORE: dict[str, object] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+if MAIL_STORAGE_BACKEND == "s3":
+    _bucket = _read("AWS_STORAGE_BUCKET_NAME", env.str, "")
+    if not _bucket:
+        raise ImproperlyConfigured(
+            "Environment variable AWS_STORAGE_BUCKET_NAME is not set "
+            "(it is required when MAIL_STORAGE_BACKEND=s3)."
+        )
+    _MAIL_STORE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _bucket,
+            # Empty means AWS itself; set for MinIO, Ceph, R2 and the like.
+            "endpoint_url": _read("AWS_S3_ENDPOINT_URL", env.str, "") or None,
+            "region_name": _read("AWS_S3_REGION_NAME", env.str, "") or None,
+            # Unset keys leave boto3 its own chain (instance role, ~/.aws).
+            "access_key": _read("AWS_ACCESS_KEY_ID", env.str, "") or None,
+            "secret_key": _read("AWS_SECRET_ACCESS_KEY", env.str, "") or None,
+            # Private objects; mail is only ever served through the visibility check.
+            "default_acl": None,
+            "querystring_auth": True,
+            # Names are content hashes: the same name always holds the same bytes.
+            "file_overwrite": True,
+            # Reads larger than this spill to a temporary file instead of memory.
+            "max_memory_size": 10 * 1024 * 1024,
+        },
+    }
+elif MAIL_STORAGE_BACKEND != "filesystem":
+    raise ImproperlyConfigured(
+        "Environment variable MAIL_STORAGE_BACKEND must be filesystem or s3."
+    )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _MAIL_STORE,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
@@ -234,6 +267,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(MAIL_SCHEDULER_TICK_SECONDS)},
     },
 }
+
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is a 404.
+METRICS_TOKEN = _read("METRICS_TOKEN", env.str, "")
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 

@@ -5,11 +5,12 @@ from django.urls import include, path
 
 from mailboxes import organization_views
 from records import member_views
-from recruitmail import health
+from recruitmail import health, metrics
 
 urlpatterns = [
     path("", member_views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
