@@ -32,6 +32,10 @@ def _current() -> MultiFernet:
     return _fernet(tuple(settings.FERNET_KEYS))
 
 
+def _newest() -> MultiFernet:
+    return _fernet(tuple(settings.FERNET_KEYS[:1]))
+
+
 def encrypt_secret(plaintext: str) -> str:
     """Return a Fernet token for ``plaintext`` (empty stays empty: no password set)."""
     if not plaintext:
@@ -50,11 +54,23 @@ def decrypt_secret(token: str) -> str:
         ) from exc
 
 
+def secret_is_current(token: str) -> bool:
+    """Whether ``token`` is already encrypted under the newest key (nothing to rotate)."""
+    if not token:
+        return True
+    try:
+        _newest().decrypt(token.encode("ascii"))
+    except (InvalidToken, UnicodeEncodeError):
+        return False
+    return True
+
+
 def rotate_secret(token: str) -> str:
     """Re-encrypt ``token`` under the newest key."""
     if not token:
         return ""
     try:
         return _current().rotate(token.encode("ascii")).decode("ascii")
-    except InvalidToken as exc:
+    except (InvalidToken, UnicodeEncodeError) as exc:
+        # A token is ASCII by construction: anything else was damaged, like a wrong key.
         raise CredentialUnreadable("A stored mail password cannot be decrypted.") from exc
