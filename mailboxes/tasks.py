@@ -12,6 +12,8 @@ from django.utils import timezone, translation
 
 from mailboxes.importer import mailbox_poll
 from mailboxes.models import Mailbox
+from mailboxes.retention import mail_retention_purge
+from records.models import Organization
 
 logger = logging.getLogger(__name__)
 
@@ -66,3 +68,29 @@ def enqueue_due_polls() -> int:
 def poll_enqueue(*, mailbox: Mailbox) -> None:
     """ "Fetch now": enqueue a poll after the current transaction commits."""
     transaction.on_commit(lambda: poll_mailbox.delay(mailbox.pk))
+
+
+@shared_task(name="mailboxes.enqueue_retention_purges", ignore_result=True)
+def enqueue_retention_purges() -> int:
+    """Enqueue one purge per organisation with a retention period (beat runs this daily)."""
+    organization_ids = list(
+        Organization.objects.filter(mail_retention_days__isnull=False).values_list("pk", flat=True)
+    )
+    for organization_id in organization_ids:
+        purge_expired_mail.delay(organization_id)
+    return len(organization_ids)
+
+
+@shared_task(
+    name="mailboxes.purge_expired_mail",
+    acks_late=True,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+)
+def purge_expired_mail(organization_id: int) -> int:
+    """Delete one organisation's mail past its retention period. Idempotent: a rerun finds less;
+    a run stopped by its time limit keeps the batches it committed, and tomorrow's continues."""
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        return 0
+    return mail_retention_purge(organization=organization)

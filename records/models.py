@@ -23,6 +23,11 @@ class Organization(models.Model):
     poll_interval_seconds = models.PositiveIntegerField(
         _("poll interval (seconds)"), default=settings.MAIL_POLL_INTERVAL_SECONDS
     )
+    # None keeps mail for ever; otherwise mailboxes.retention deletes mail older than this
+    # many days every night (its ServerMessage rows stay, so nothing is imported again).
+    mail_retention_days = models.PositiveIntegerField(
+        _("keep mail for (days)"), null=True, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from records import views
+from records import data_protection_views, views
 from records.models import RecordKind
 
 app_name = "records"
@@ -31,3 +31,16 @@ for kind, plural in (
             name=f"{kind.value}_edit",
         ),
     ]
+
+urlpatterns += [
+    path(
+        "candidates/<int:pk>/erase/",
+        data_protection_views.candidate_erase_view,
+        name="candidate_erase",
+    ),
+    path(
+        "candidates/<int:pk>/export/",
+        data_protection_views.candidate_export_view,
+        name="candidate_export",
+    ),
+]

@@ -266,6 +266,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(MAIL_SCHEDULER_TICK_SECONDS),
         "options": {"expires": float(MAIL_SCHEDULER_TICK_SECONDS)},
     },
+    # Each organisation's retention period (mailboxes.retention), once a day.
+    "enqueue-retention-purges": {
+        "task": "mailboxes.enqueue_retention_purges",
+        "schedule": 24 * 60 * 60.0,
+        "options": {"expires": 60 * 60.0},
+    },
 }
 
 # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is a 404.

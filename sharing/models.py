@@ -68,6 +68,18 @@ class AuditAction(models.TextChoices):
     UNLOCKED = "unlocked", _("Mail settings unlocked")
     HANDED_OVER = "handover", _("Record mail handed over")
     TAMPERED = "tampered", _("Refused change (tampered or locked)")
+    # Data protection (records.data_protection, mailboxes.retention): the trail is the
+    # organisation's record of what it erased, exported and purged, so they are kept here too.
+    RECORD_ERASED = "erased", _("Candidate erased")
+    RECORD_EXPORTED = "exported", _("Candidate's mail exported")
+    RETENTION_PURGED = "purged", _("Old mail deleted (retention)")
+
+
+DATA_PROTECTION_ACTIONS = (
+    AuditAction.RECORD_ERASED,
+    AuditAction.RECORD_EXPORTED,
+    AuditAction.RETENTION_PURGED,
+)
 
 
 class SharingAuditEntry(models.Model):
@@ -88,6 +100,11 @@ class SharingAuditEntry(models.Model):
     action = models.CharField(max_length=16, choices=AuditAction.choices)
     old_value = models.TextField(blank=True)
     new_value = models.TextField(blank=True)
+    # The record an erase or export concerned, as it was named then: an erased record is gone.
+    record_name = models.CharField(max_length=300, blank=True)
+    # What an erase, export or purge did, as numbers ({"deleted": 3, ...}); shown in the
+    # reader's language by details_display.
+    counts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -104,6 +121,30 @@ class SharingAuditEntry(models.Model):
     @property
     def new_value_display(self) -> str:
         return self._value_display(self.new_value)
+
+    @property
+    def details_display(self) -> str:
+        """What an erase, export or purge did, in the reader's language ("" for other actions)."""
+        counts = self.counts or {}
+        if self.action == AuditAction.RECORD_ERASED:
+            return _(
+                "Messages deleted: %(deleted)d; kept for other records and unlinked: "
+                "%(unlinked)d; attachments deleted: %(attachments)d; addresses deleted: "
+                "%(addresses)d"
+            ) % {
+                "deleted": counts.get("deleted", 0),
+                "unlinked": counts.get("unlinked", 0),
+                "attachments": counts.get("attachments", 0),
+                "addresses": counts.get("addresses", 0),
+            }
+        if self.action == AuditAction.RECORD_EXPORTED:
+            return _("Messages exported: %(messages)d") % {"messages": counts.get("messages", 0)}
+        if self.action == AuditAction.RETENTION_PURGED:
+            return _("Messages older than %(days)d days deleted: %(messages)d") % {
+                "messages": counts.get("messages", 0),
+                "days": counts.get("days", 0),
+            }
+        return ""
 
     def _value_display(self, value: str) -> str:
         """A stored value as the admin reads it: permissions and on/off in the reader's language.

@@ -14,7 +14,7 @@ from mailboxes.models import Mailbox
 from records.access import admin_required, member_required, membership_of
 from records.models import Membership
 from sharing.forms import ALWAYS_TRUE, SharingForm
-from sharing.models import AuditAction, SharingAuditEntry
+from sharing.models import DATA_PROTECTION_ACTIONS, AuditAction, SharingAuditEntry
 from sharing.services import (
     SharingLocked,
     audit_add,
@@ -160,4 +160,11 @@ def audit_trail(request: HttpRequest) -> HttpResponse:
     entries = SharingAuditEntry.objects.filter(organization=organization).select_related(
         "actor", "subject_user", "mailbox"
     )
-    return render(request, "sharing/audit_trail.html", {"page": paginate(request, entries, 50)})
+    return render(
+        request,
+        "sharing/audit_trail.html",
+        {
+            "page": paginate(request, entries, 50),
+            "data_protection_actions": [str(action) for action in DATA_PROTECTION_ACTIONS],
+        },
+    )
