@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -61,7 +63,12 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: runserver serves static files through WhiteNoise too, as production does.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "csp",
+    "axes",
+    "recruitmail.apps.RecruitmailConfig",
     "records",
     "mailboxes",
     "sharing",
@@ -69,6 +76,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -77,6 +86,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "records.middleware.UserPreferencesMiddleware",
+    "recruitmail.session_idle.IdleSessionMiddleware",
+    # Last: turns a locked-out sign-in into the sign-in page that says so.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "recruitmail.urls"
@@ -129,7 +141,11 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "records.User"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# The axes backend comes first: it refuses a locked-out sign-in before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -140,6 +156,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 SESSION_COOKIE_AGE = _positive_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14)
+# A session unused this long is signed out (recruitmail.session_idle), whatever its age.
+SESSION_IDLE_SECONDS = _positive_int("SESSION_IDLE_SECONDS", 60 * 60 * 8)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _read("SECURE_COOKIES", env.bool, False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -156,6 +174,46 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy of every page (django-csp): no inline script or style, nothing from
+# elsewhere, never framed. Responses that set their own policy keep it: the mail frame
+# (mailboxes.message_frame, the one response that 'self' may frame) and downloads.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
+
+# Sign-in throttling (django-axes; hooks in recruitmail.signin_throttle): AUTH_LOCKOUT_FAILURES
+# wrong passwords for one email address from one client address lock that pair out for
+# AUTH_LOCKOUT_SECONDS. The counts are database rows, shared by every web process.
+AUTH_LOCKOUT_FAILURES = _positive_int("AUTH_LOCKOUT_FAILURES", 5)
+AUTH_LOCKOUT_SECONDS = _positive_int("AUTH_LOCKOUT_SECONDS", 15 * 60)
+# Only when the proxy in front appends the client's address to X-Forwarded-For (otherwise a
+# client could choose the address it is counted under).
+CLIENT_IP_FROM_FORWARDED_FOR = _read("CLIENT_IP_FROM_FORWARDED_FOR", env.bool, False)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = AUTH_LOCKOUT_FAILURES
+AXES_COOLOFF_TIME = timedelta(seconds=AUTH_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_USERNAME_CALLABLE = "recruitmail.signin_throttle.normalised_username"
+AXES_CLIENT_IP_CALLABLE = "recruitmail.signin_throttle.client_ip_address"
+AXES_LOCKOUT_CALLABLE = "recruitmail.signin_throttle.lockout_response"
+# Attempts refused during a lock do not extend it, so the page can say when it ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+# Failures only: no table of every successful sign-in growing without end.
+AXES_DISABLE_ACCESS_LOG = True
+# The operator's log names the email address and client address (never the password).
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("ja", "日本語")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
@@ -165,7 +223,16 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
+# The image collects static files at build time into its own folder (Dockerfile).
+STATIC_ROOT = Path(_read("STATIC_ROOT", env.str, str(DATA_DIR / "staticfiles")))
+# Production serves collected, compressed files with content-hashed names (cached for ever by
+# WhiteNoise); debug and tests read the source folders directly, with no collectstatic step.
+if DEBUG or RUNNING_TESTS:
+    _STATIC_STORAGE = "django.contrib.staticfiles.storage.StaticFilesStorage"
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
+else:
+    _STATIC_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
 
 # Raw mail and attachments go through Django's storage API only: a folder by default, or an
 # S3-compatible bucket (django-storages) that every machine shares when MAIL_STORAGE_BACKEND=s3.
@@ -204,7 +271,7 @@ elif MAIL_STORAGE_BACKEND != "filesystem":
     )
 STORAGES = {
     "default": _MAIL_STORE,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": _STATIC_STORAGE},
 }
 
 # Credentials: Fernet keys, newest first; older keys still decrypt (MultiFernet rotation).
@@ -286,7 +353,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Failed sign-ins and lock-outs are warnings; the rest of axes' chatter is not needed.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 if RUNNING_TESTS:
