@@ -75,6 +75,7 @@ def test_metrics_refuses_a_missing_or_wrong_token(
     assert b"recruitmail_" not in response.content
 
 
+@pytest.mark.django_db(transaction=True)  # a real poll, committed as a worker's would be
 def test_metrics_counts_imports_failures_mailboxes_lag_and_queue(
     team: Team, client: HttpClient, settings: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
