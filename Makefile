@@ -18,7 +18,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e '.[test,dev,bench,production]'
 	touch $@ $(STAMP_RUN)
 
 ## run: web app, Celery worker and scheduler on SQLite with a demo organisation (Ctrl-C stops all)
