@@ -50,10 +50,6 @@ class OrganizationMailForm(forms.ModelForm):
         self.expiring_messages = 0
         self.fields["confirm_retention"].widget = forms.HiddenInput()
 
-    @property
-    def needs_retention_confirmation(self) -> bool:
-        return self.expiring_messages > 0
-
     def clean_poll_interval_seconds(self) -> int:
         value = self.cleaned_data["poll_interval_seconds"]
         if not MIN_POLL_SECONDS <= value <= MAX_POLL_SECONDS:

@@ -1,4 +1,4 @@
-"""The admin's organisation settings page: poll interval and the system sender."""
+"""The admin's organisation settings page: poll interval, mail retention, the system sender."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 @admin_required
 def organization_settings(request: HttpRequest) -> HttpResponse:
     organization = membership_of(request).organization
+    # As saved: binding the form writes the posted (maybe unconfirmed) value on the instance.
+    retention_days = organization.mail_retention_days
     sender = SystemSender.objects.filter(organization=organization).first()
     posted = request.POST if request.method == "POST" else None
     org_form = OrganizationMailForm(posted, instance=organization, prefix="org")
@@ -50,7 +52,12 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "mailboxes/organization_settings.html",
-        {"org_form": org_form, "sender_form": sender_form, "sender": sender},
+        {
+            "org_form": org_form,
+            "sender_form": sender_form,
+            "sender": sender,
+            "retention_days": retention_days,
+        },
     )
 
 

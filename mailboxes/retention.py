@@ -69,8 +69,8 @@ def messages_delete(*, message_ids: Collection[int]) -> DeletedMail:
         attachment_count = attachments.count()
         # The cascade takes the links, addresses and attachments; ServerMessage.message is
         # SET_NULL, so the POP3 UID bookkeeping survives.
-        deleted, _per_model = rows.delete()
-        message_count = _per_model.get(Message._meta.label, 0)
+        deleted, per_model = rows.delete()
+        message_count = per_model.get(Message._meta.label, 0)
 
         # Rows of other messages (any organisation) that still use a file keep it.
         still_used_raw = set(

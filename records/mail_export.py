@@ -7,7 +7,8 @@ The mbox is "mboxrd": each message starts with a "From " line (envelope sender a
 ``mailbox.mbox`` writes it) and ends with a blank line; inside a message every line that starts
 with "From ", after any number of ">", gets one more ">". That is the stdlib's rule ("From "
 becomes ">From ") made reversible: removing one ">" from each such line gives the stored bytes
-back exactly, and ``mailbox.mbox`` reads the file as it is.
+back exactly, and ``mailbox.mbox`` reads the file as it is. The stored bytes are written as
+they are, CRLF line ends included (the "From " lines end in LF, as the stdlib writes them).
 """
 
 from __future__ import annotations

@@ -171,6 +171,7 @@ def test_a_period_that_deletes_mail_needs_confirming(team: Team) -> None:
     assert response.status_code == 200
     assert "3 messages are older than 365 days" in response.content.decode()
     assert 'type="checkbox" name="org-confirm_retention"' in response.content.decode()
+    assert "Mail is kept for ever." in response.content.decode()  # nothing saved yet
     team.organization.refresh_from_db()
     assert team.organization.mail_retention_days is None
     response = client.post(
