@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -56,7 +57,7 @@ def candidate_erase_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_http_methods(["GET", "POST"])
-def candidate_export_view(request: HttpRequest, pk: int) -> HttpResponse:
+def candidate_export_view(request: HttpRequest, pk: int) -> HttpResponseBase:
     candidate = _candidate(request, pk)
     selected = candidate_export_messages(candidate=candidate)
     # A POST (not a link) starts the download: each one goes in the audit trail.
