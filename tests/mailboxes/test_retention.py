@@ -100,6 +100,9 @@ def test_purge_goes_in_batches_and_touches_only_its_organisation(
     assert mail_retention_purge(organization=team.organization, batch_size=2) == 5
     assert Message.objects.filter(organization=team.organization).count() == 1
     assert Message.objects.filter(organization=team.other_organization).count() == 1
+    page = team.client_for(team.admin).get(reverse("sharing:audit")).content.decode()
+    assert "Old mail deleted (retention)" in page and "Automatic (retention period)" in page
+    assert "Messages older than 30 days deleted: 5" in page
     # An organisation that keeps mail for ever is not purged, nor recorded.
     assert mail_retention_purge(organization=team.other_organization) == 0
     assert not SharingAuditEntry.objects.filter(organization=team.other_organization).exists()

@@ -300,6 +300,7 @@ def test_zip_export_holds_the_mbox_and_a_manifest(
     candidate, raws = history
     response = team.client_for(team.admin).post(export_url(candidate), {"format": "zip"})
     assert response["Content-Type"] == "application/zip"
+    assert response.streaming
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert archive.testzip() is None
     assert sorted(archive.namelist()) == ["mail.mbox", "manifest.csv"]
