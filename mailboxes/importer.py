@@ -44,6 +44,7 @@ from mailboxes.models import (
 from mailboxes.parsing import ParsedMessage, parse_message
 from mailboxes.pop3 import Pop3Session, open_pop3_session
 from mailboxes.pop3_errors import Pop3Error
+from mailboxes.search_index import message_search_index
 from mailboxes.server_state import KnownUid, deletions_due, known_uids, mark_gone
 from mailboxes.storing import IncomingMessage, messages_store
 
@@ -296,6 +297,7 @@ def _record_too_large(session: _Session, item: _Wanted) -> None:
                 "message": message,
             },
         )
+        message_search_index(message_ids=[message.pk])
     session.report.too_large += 1
     if refused is not None:
         raise refused

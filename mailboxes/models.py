@@ -11,6 +11,7 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -374,6 +375,21 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return self.subject or gettext("(no subject)")
+
+
+class MessageSearch(models.Model):
+    """A message's search index entry (``mailboxes.search_index``), written in the transaction
+    that stores the message. PostgreSQL fills ``vector`` (one GIN index, created by migration
+    ``0004_message_search_entries``), SQLite ``document``."""
+
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="search_entry"
+    )
+    document = models.TextField(blank=True)
+    vector = SearchVectorField(null=True)
+
+    def __str__(self) -> str:
+        return f"search entry of message {self.message_id}"
 
 
 class AddressRole(models.TextChoices):

@@ -1,84 +1,128 @@
 """Searching mail: subject, correspondents, body text and attachment names.
 
-The caller passes a queryset that already applies the visibility rule; this only narrows it.
+The caller passes a queryset that already applies the visibility rule; this only narrows it,
+through the search index of ``mailboxes.search_index`` (read its docstring for what a lexeme
+is). The query language, the same on PostgreSQL and SQLite:
 
-Every word of the query (split on white space, full-width spaces included) must occur as a
-substring somewhere in the message: in the subject, the sender, any correspondent's name or
-address, the body text, or an attachment's file name. Substrings, not words, because Japanese
-is written without spaces: "営業部" must find "第二営業部長". On PostgreSQL those ``icontains``
-tests are served by pg_trgm trigram GIN indexes on the same ``UPPER(column)`` expressions
-Django generates (migration ``0003_message_search_indexes``), and a full-text match (the
-``simple`` configuration, websearch syntax: "quoted phrases", ``or``, ``-word``) is accepted as
-well, through a GIN index on the same ``to_tsvector`` expression. SQLite gets the substring
-tests alone (``LIKE``, case-insensitive for ASCII), which is the same result for plain words.
+- words separated by spaces (full-width spaces too) must all occur: ``山田 面接``;
+- a word matches the start of a word in the message (``yama`` finds "Yamada", ``gmail`` finds
+  "taro@gmail.com"), and Japanese, Chinese or Korean text matches anywhere (``営業部`` finds
+  "第二営業部長");
+- a word with punctuation inside is a phrase of its parts (``taro.yamada@gmail``), and so is a
+  "quoted phrase";
+- ``-word`` excludes messages containing it.
+
+PostgreSQL answers through one GIN index on ``MessageSearch.vector``; SQLite with ``LIKE`` over
+``MessageSearch.document``.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connections
-from django.db.models import Q, QuerySet
-from django.db.models.functions import Left
+from django.db.models import Lookup, Q, QuerySet
 
-from mailboxes.models import Attachment, Message, MessageAddress
+from mailboxes.models import Message, MessageSearch
+from mailboxes.search_index import Token, quote_lexeme, tokens
 
 MAX_QUERY_LENGTH = 200
 MAX_TERMS = 8
-# The full-text document reads at most this much of the body: a tsvector is limited to 1 MB,
-# and an expression index that raised on a huge body would make that message unstorable.
-# The migration's index expression must use the same number.
-FULL_TEXT_BODY_CHARACTERS = 100_000
-FULL_TEXT_CONFIG = "simple"
+# A quoted phrase, or a run of non-space characters; an optional "-" before either negates it.
+_TERM = re.compile(r'(-?)(?:"([^"]*)"?|(\S+))')
+
+
+@dataclass(frozen=True)
+class Term:
+    """One condition of a query: the tokens that must stand side by side, or must not."""
+
+    tokens: tuple[Token, ...]
+    negated: bool
 
 
 def search_terms(text: str) -> list[str]:
-    """The distinct words of ``text`` (at most MAX_TERMS), in order."""
-    words = text[:MAX_QUERY_LENGTH].split()
-    return list(dict.fromkeys(words))[:MAX_TERMS]
+    """The distinct words and phrases of ``text`` (at most MAX_TERMS), in order, as typed."""
+    return [term for term, _negated in _split(text)]
 
 
-def _ids_containing(term: str) -> QuerySet[Any]:
-    """The ids of all messages where ``term`` occurs: a UNION of three index-backed queries
-    (message fields, correspondents, attachment names), used as ``pk IN (...)``, which the
-    database runs as a semi-join rather than as a test on every message."""
-    in_message = Message.objects.filter(
-        Q(subject__icontains=term)
-        | Q(from_name__icontains=term)
-        | Q(from_address__icontains=term)
-        | Q(body_text__icontains=term)
-    ).values("pk")
-    in_correspondents = MessageAddress.objects.filter(
-        Q(address__icontains=term) | Q(name__icontains=term)
-    ).values("message_id")
-    in_attachments = Attachment.objects.filter(filename__icontains=term).values("message_id")
-    return in_message.union(in_correspondents, in_attachments)
+def _split(text: str) -> list[tuple[str, bool]]:
+    found: dict[str, bool] = {}
+    for match in _TERM.finditer(text[:MAX_QUERY_LENGTH].replace("\u3000", " ")):
+        negated, phrase, word = match.groups()
+        term = (phrase if phrase is not None else word).strip()
+        if term and term != "-":
+            found.setdefault(term, bool(negated))
+    return list(found.items())[:MAX_TERMS]
 
 
-def full_text_document() -> SearchVector:
-    """The full-text document of a message (the migration indexes this very expression)."""
-    return SearchVector(
-        "subject",
-        "from_name",
-        "from_address",
-        Left("body_text", FULL_TEXT_BODY_CHARACTERS),
-        config=FULL_TEXT_CONFIG,
-    )
+def parse_query(text: str) -> list[Term]:
+    """The conditions of ``text``; terms without a searchable character are dropped."""
+    terms = []
+    for term, negated in _split(text):
+        found = tokens(term)
+        if found:
+            terms.append(Term(tuple(found), negated))
+    return terms
+
+
+def _tsquery(term: Term) -> str:
+    """A term in tsquery text form: its lexemes joined by <-> (followed by), the last one by
+    prefix unless it must match exactly."""
+    parts = [quote_lexeme(token.lexeme) for token in term.tokens]
+    if not term.tokens[-1].exact:
+        parts[-1] += ":*"
+    query = " <-> ".join(parts)
+    return f"!({query})" if term.negated else f"({query})"
+
+
+def _like_pattern(term: Term) -> str:
+    """A term as a LIKE pattern over the space-separated lexemes of ``MessageSearch.document``
+    (no escaping needed: lexemes hold neither ``%`` nor ``_``)."""
+    body = " ".join(token.lexeme for token in term.tokens)
+    return f"% {body}{'%' if not term.tokens[-1].exact else ' %'}"
+
+
+class _MatchesTsQuery(Lookup):
+    """``vector__matches=<tsquery text>``: ``@@`` with the text cast, not parsed again (so the
+    lexemes built by ``mailboxes.search_index`` reach the index as they are)."""
+
+    lookup_name = "matches"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} @@ ({rhs})::tsquery", [*lhs_params, *rhs_params]
+
+
+class _Like(Lookup):
+    """``document__like=<pattern>``: a LIKE pattern used as given (``contains`` would escape
+    its wildcards)."""
+
+    lookup_name = "like"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
+
+
+MessageSearch._meta.get_field("vector").register_lookup(_MatchesTsQuery)
+MessageSearch._meta.get_field("document").register_lookup(_Like)
 
 
 def messages_matching(messages: QuerySet[Message], text: str) -> QuerySet[Message]:
-    """``messages`` narrowed to those matching ``text``; none for an empty query."""
-    terms = search_terms(text)
-    if not terms:
+    """``messages`` narrowed to those matching ``text``; none for a query with nothing to find
+    (empty, punctuation only, or only exclusions)."""
+    terms = parse_query(text)
+    if not any(not term.negated for term in terms):
         return messages.none()
-    if connections[messages.db].vendor != "postgresql":
+    entries = MessageSearch.objects.all()
+    if connections[messages.db].vendor == "postgresql":
+        entries = entries.filter(vector__matches=" & ".join(_tsquery(term) for term in terms))
+    else:
         for term in terms:
-            messages = messages.filter(pk__in=_ids_containing(term))
-        return messages
-    with_every_term = Message.objects.all()
-    for term in terms:
-        with_every_term = with_every_term.filter(pk__in=_ids_containing(term))
-    query = SearchQuery(text[:MAX_QUERY_LENGTH], config=FULL_TEXT_CONFIG, search_type="websearch")
-    full_text = Message.objects.alias(document=full_text_document()).filter(document=query)
-    return messages.filter(pk__in=full_text.values("pk").union(with_every_term.values("pk")))
+            condition = Q(document__like=_like_pattern(term))
+            entries = entries.exclude(condition) if term.negated else entries.filter(condition)
+    return messages.filter(pk__in=entries.values("message_id"))

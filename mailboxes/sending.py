@@ -75,6 +75,7 @@ from mailboxes.models import (
     Thread,
 )
 from mailboxes.parsing import parse_message
+from mailboxes.search_index import message_search_index
 from mailboxes.smtp import SmtpAccount, SmtpError, send_raw_message
 from mailboxes.smtp_errors import refused_recipients_message
 from records.addresses import domain_of
@@ -434,6 +435,7 @@ def _draft_store(
             for file in draft.attachments
         )
         message_link(message=message, record_ids=linked)
+        message_search_index(message_ids=[message.pk])
     return message
 
 

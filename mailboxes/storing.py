@@ -34,6 +34,7 @@ from mailboxes.models import (
     Thread,
 )
 from mailboxes.parsing import Correspondent, ParsedMessage
+from mailboxes.search_index import message_search_index
 from records.models import Contact, RecordAddress, RecordKind
 
 logger = logging.getLogger(__name__)
@@ -302,6 +303,7 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
         MessageAddress.objects.bulk_create(addresses)
         MessageLink.objects.bulk_create(links, ignore_conflicts=True)
         Attachment.objects.bulk_create(attachments)
+        message_search_index(message_ids=outcome.message_pks)
 
         _record_server_rows(mailbox, server_rows, seen_digests, now)
     return outcome

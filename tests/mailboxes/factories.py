@@ -13,6 +13,7 @@ from mailboxes.models import (
     MessageLink,
     MessageOrigin,
 )
+from mailboxes.search_index import message_search_index
 from sharing.models import MailboxSharing
 
 MAILBOX_PASSWORD = "pop-secret-Zq8!xv"
@@ -83,6 +84,11 @@ class MessageFactory(factory.django.DjangoModelFactory):
             MessageLink(message=self, record=record) for record in extracted or []
         )
 
+    @factory.post_generation
+    def search_entry(self, create: bool, extracted: object, **kwargs: object) -> None:
+        # As the importer does, in the same breath as the message and its correspondents.
+        message_search_index(message_ids=[self.pk])
+
 
 def attachment_add(
     message: Message,
@@ -103,4 +109,5 @@ def attachment_add(
         is_inline=bool(content_id),
     )
     Message.objects.filter(pk=message.pk).update(has_attachments=True)
+    message_search_index(message_ids=[message.pk])  # the name is searchable
     return attachment

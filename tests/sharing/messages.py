@@ -15,6 +15,7 @@ from mailboxes.models import (
     MessageOrigin,
     Thread,
 )
+from mailboxes.search_index import message_search_index
 from records.models import Record, User
 from sharing.models import ExcludedDomain, MailboxSharing, Permission
 
@@ -52,6 +53,7 @@ def stored_message(
     MessageLink.objects.bulk_create(
         MessageLink(message=message, record=record) for record in records
     )
+    message_search_index(message_ids=[message.pk])
     return message
 
 
