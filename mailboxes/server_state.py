@@ -89,7 +89,12 @@ def deletions_due(
                 policy == DeletionPolicy.AFTER_DAYS
                 and row.first_seen_at <= now - timedelta(days=mailbox.delete_after_days or 0)
             )
-            or (policy == DeletionPolicy.WHEN_DELETED_HERE and row.message_id in deleted_here)
+            or (
+                policy == DeletionPolicy.WHEN_DELETED_HERE
+                # In the bin here, or gone from the hub altogether (purged by the retention
+                # period, or erased with its candidate): the row outlives its message.
+                and (row.message_id in deleted_here or row.message_id is None)
+            )
         ):
             result[row.pk] = number
     return result

@@ -314,6 +314,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # The exchange tables (kombu's default is "control" in the working directory).
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:

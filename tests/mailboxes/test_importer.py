@@ -163,6 +163,12 @@ def test_delete_when_deleted_here_and_after_days(
     Message.objects.filter(subject="bin").update(deleted_at=timezone.now())
     assert poll(dovecot_mailbox).deleted_on_server == 1
     assert [b"keep" in raw for raw in pop3_account.messages()] == [True]
+    # Mail gone from the hub altogether (retention purge, erasure) counts as deleted here.
+    pop3_account.deliver(make_message(subject="erased"))
+    poll(dovecot_mailbox)
+    Message.objects.filter(subject="erased").delete()
+    assert poll(dovecot_mailbox).deleted_on_server == 1
+    assert [b"keep" in raw for raw in pop3_account.messages()] == [True]
 
     Mailbox.objects.filter(pk=dovecot_mailbox.pk).update(
         deletion_policy=DeletionPolicy.AFTER_DAYS, delete_after_days=7
