@@ -142,7 +142,14 @@ def load(*, users: int, records: int, messages: int, seed: int = 42) -> Landmark
     from django.contrib.auth.hashers import make_password
     from django.db import connection
 
-    from mailboxes.models import Mailbox, Message, MessageAddress, MessageLink, Thread
+    from mailboxes.models import (
+        Mailbox,
+        Message,
+        MessageAddress,
+        MessageLink,
+        MessageSearch,
+        Thread,
+    )
     from records.models import Membership, Organization, Record, User
     from sharing.models import ExcludedDomain, MailboxSharing
 
@@ -187,7 +194,10 @@ def load(*, users: int, records: int, messages: int, seed: int = 42) -> Landmark
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")  # a lost benchmark load is reloaded
         cursor.execute("SET maintenance_work_mem = '256MB'")
-        tables = [m._meta.db_table for m in (Record, Thread, Message, MessageAddress, MessageLink)]
+        tables = [
+            m._meta.db_table
+            for m in (Record, Thread, Message, MessageAddress, MessageLink, MessageSearch)
+        ]
         # Load first, index afterwards: far faster than updating every index (the search
         # migration's trigram indexes above all) row by row.
         indexes = _secondary_indexes(cursor, tables)
@@ -285,7 +295,8 @@ def _load_messages(
     count: int,
 ) -> dict[int, int]:
     """Threads, messages, their addresses and links; return the number of messages per mailbox."""
-    from mailboxes.models import Message, MessageAddress, MessageLink, Thread
+    from mailboxes.models import Message, MessageAddress, MessageLink, MessageSearch, Thread
+    from mailboxes.search_index import lexemes_of, message_fields, tsvector_text
 
     # Uneven mailboxes: the busiest gets about 13 times the quietest.
     box_weights = [1 / (1 + (i * 7) % 13) for i in range(len(mailboxes))]
@@ -320,6 +331,8 @@ def _load_messages(
     )  # fmt: skip
     address = Copier(cursor, MessageAddress, ["message_id", "role", "address", "domain"])
     link = Copier(cursor, MessageLink, ["message_id", "record_id"])
+    # The search entries the importer would write, built by the same code.
+    search = Copier(cursor, MessageSearch, ["message_id", "vector"])
     addresses, weights = people
     per_mailbox: dict[int, int] = {}
     for start in range(0, count, CHUNK):
@@ -328,6 +341,7 @@ def _load_messages(
         message_rows: list[tuple[Any, ...]] = []
         address_rows: list[tuple[Any, ...]] = []
         link_rows: list[tuple[int, int]] = []
+        search_rows: list[tuple[int, str]] = []
         for n, index in enumerate(indexes):
             pk, box = index + 1, mailboxes[box_of[index]]
             per_mailbox[box.pk] = per_mailbox.get(box.pk, 0) + 1
@@ -354,6 +368,15 @@ def _load_messages(
                 f"<{pk}@bench.example>", f"{' '.join(words[:4]).capitalize()} ({pk})",
                 sender, at, at, body[:120], body, at,
             ))  # fmt: skip
+            fields = message_fields(
+                subject=message_rows[-1][9],
+                from_name="",
+                from_address=sender,
+                correspondents=[("", a) for _role, a in roles],
+                attachment_names=[],
+                body_text=body,
+            )
+            search_rows.append((pk, tsvector_text(lexemes_of(fields))))
             if index in record_page:
                 link_rows.append((pk, 1))
             elif rng.random() < (0.95 if hub else 0.65):
@@ -364,4 +387,5 @@ def _load_messages(
         message.copy(message_rows)
         address.copy(address_rows)
         link.copy(link_rows)
+        search.copy(search_rows)
     return per_mailbox

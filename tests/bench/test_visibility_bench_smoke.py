@@ -53,3 +53,34 @@ def test_quick_run_exits_zero_and_prints_its_table() -> None:
                 line.startswith(f"{page:<12} {viewer:<10}") for line in output.splitlines()
             ), f"no {page} row for {viewer}:\n{output[-4000:]}"
     assert "same query count at 25 and 100:" in output
+
+
+def test_page_run_on_the_quick_data_answers_every_page() -> None:
+    """bench/pages.py, on what the quick run above loaded: every page answers 200 (else it
+    exits non-zero) and gets its line."""
+    database_url = _bench_database_url()
+    subprocess.run(
+        [sys.executable, str(REPO / "bench" / "visibility.py"), "--quick", "--repeat", "1"]
+        + ["--database-url", database_url],
+        cwd=REPO,
+        capture_output=True,
+        timeout=600,
+        check=True,
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pages.py"), "--repeat", "2"]
+        + ["--database-url", database_url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    for page in ("inbox", "search", "record page", "message", "sharing"):
+        for viewer in ("recruiter", "admin", "owner"):
+            assert any(
+                line.startswith(f"{page:<15} {viewer:<10}") for line in output.splitlines()
+            ), f"no {page} row for {viewer}:\n{output[-4000:]}"
+    assert "Target: p95 under 50 ms server time per page:" in output
