@@ -269,8 +269,9 @@ def _decode_jis_run(designation: bytes, chunk: bytes, *, lossy: bool = False) ->
     try:
         if designation in (b"(B", b"(J"):
             # JIS X 0201 Roman differs from ASCII only at 0x5C/0x7E; Windows and every mailer
-            # we know treat it as ASCII, so a path "C:\" stays a backslash.
-            return chunk.decode("ascii", errors)
+            # we know treat it as ASCII, so a path "C:\" stays a backslash. 8-bit bytes here
+            # are a mailer pasting Shift_JIS into ISO-2022-JP text: read them as CP932.
+            return chunk.decode("ascii" if chunk.isascii() or not lossy else "cp932", errors)
         if designation == b"(I":
             return chunk.translate(_KATAKANA_TO_CP932).decode("cp932", errors)
         if designation in (b"$B", b"$@"):
@@ -300,7 +301,7 @@ def _try(data: bytes, codec: str) -> str | None:
     if codec == EUC_JP:
         return decode_euc_jp(data, strict=True)
     try:
-        return data.decode(codec)
+        return data.decode(_with_byte_order(codec, data))
     except (UnicodeDecodeError, LookupError):
         return None
 
@@ -312,9 +313,33 @@ def _replace(data: bytes, codec: str) -> str:
     if codec == EUC_JP:
         return decode_euc_jp(data, strict=False) or ""
     try:
-        return data.decode(codec, "replace")
+        return data.decode(_with_byte_order(codec, data), "replace")
     except (UnicodeError, LookupError):
         return data.decode(UTF_8, "replace")
+
+
+_BYTE_ORDER_MARKS = (
+    codecs.BOM_UTF32_LE,
+    codecs.BOM_UTF32_BE,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+)
+
+
+def _with_byte_order(codec: str, data: bytes) -> str:
+    """``codec``, with the byte order made explicit for UTF-16 and UTF-32 without a BOM.
+
+    Python would read such text in the machine's order (little-endian here), RFC 2781 says
+    big-endian; mail has both. The order is read from the data itself: in mostly-Latin text
+    the zero bytes are the high bytes, which come first in big-endian.
+    """
+    if codec not in ("utf-16", "utf-32") or data.startswith(_BYTE_ORDER_MARKS):
+        return codec
+    width = 2 if codec == "utf-16" else 4
+    sample = data[:4096]
+    high_first = sum(1 for index in range(0, len(sample), width) if sample[index] == 0)
+    low_first = sum(1 for index in range(width - 1, len(sample), width) if sample[index] == 0)
+    return f"{codec}-be" if high_first > low_first else f"{codec}-le"
 
 
 def decode_text(data: bytes, declared: str | None) -> DecodedText:
@@ -361,9 +386,12 @@ def decode_text(data: bytes, declared: str | None) -> DecodedText:
             # RFC 2045 section 5.2 and RFC 5322 section 2.2: undeclared means US-ASCII.
             return DecodedText(text, used, f"8-bit text without a charset; read as {_label(used)}")
         return DecodedText(text, used, unknown)
+    # 8-bit bytes in text with ISO-2022-JP escapes (Shift_JIS pasted into JIS text): no
+    # strict decoding fits, and the lenient ISO-2022-JP decoder keeps the most.
+    fallback = ISO_2022_JP if _looks_like_iso_2022_jp(data) else codec or UTF_8
     return DecodedText(
-        _replace(data, codec or UTF_8),
-        codec or UTF_8,
+        _replace(data, fallback),
+        fallback,
         f"text in {declared or 'an undeclared charset'!s:.{_MAX_LABEL_LENGTH}} did not decode "
         "cleanly; undecodable bytes were replaced",
     )
@@ -375,12 +403,22 @@ def _decode_strictly(data: bytes, codec: str | None) -> tuple[str, str] | None:
         text = _try(data, codec)
         if text is not None:
             return text, codec
+        if b"\x00" in data:
+            # UTF-16 or UTF-32 that does not decode cleanly (cut short, a stray byte): its
+            # NUL bytes would pass for text in CP932 or Windows-1252, never rightly.
+            return None
+    if _looks_like_iso_2022_jp(data):
+        return None  # 8-bit bytes beside JIS escapes: see decode_text's fallback
     text = _try(data, "utf_8_sig")  # also drops a leading byte-order mark
     if text is not None:
         return text, UTF_8
     if codec and codec != UTF_8:
         text = _try(data, codec)
         if text is not None:
+            if codec == "cp932" and _looks_like_euc_jp_read_as_cp932(text):
+                euc = _try(data, EUC_JP)
+                if euc is not None and not _suspicion(euc):
+                    return euc, EUC_JP
             return text, codec
     japanese = [
         (_suspicion(text), order, text, candidate)
@@ -400,6 +438,17 @@ def _decode_strictly(data: bytes, codec: str | None) -> tuple[str, str] | None:
 # Half-width katakana, the private-use area and C1 controls: rare in real Japanese text, and
 # what CP932 makes of EUC-JP bytes (and EUC-JP of CP932 bytes).
 _SUSPICIOUS = re.compile("[\uff61-\uff9f\ue000-\uf8ff\x80-\x9f]")
+
+
+# EUC-JP's hiragana row (0xA4 lead byte) and its 、。 (0xA1A2, 0xA1A3) read as CP932 are
+# half-width "､" and "｡": a few of them mean EUC-JP under a Shift_JIS label, since real
+# Shift_JIS text writes the full-width forms (half-width katakana text included, which is what
+# makes the label alone ambiguous).
+_EUC_JP_AS_CP932 = re.compile("[\uff61\uff64]")
+
+
+def _looks_like_euc_jp_read_as_cp932(text: str) -> bool:
+    return len(_EUC_JP_AS_CP932.findall(text, 0, 4096)) >= 3
 
 
 def _suspicion(text: str) -> int:

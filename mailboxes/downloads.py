@@ -47,14 +47,27 @@ _RAW_CHUNK = 256 * 1024
 def safe_filename(name: str) -> str:
     """``name`` as a harmless file name: no directory part, no control or invisible
     characters, nothing Windows forbids, no device name, no leading dot, at most
-    MAX_FILENAME_BYTES bytes of UTF-8 (the extension kept); "attachment" if nothing is left."""
+    MAX_FILENAME_BYTES bytes of UTF-8 (the extension kept); "attachment" if nothing is left.
+
+    Compatibility forms count as what they fold to (NFKC): a full-width "／" or "ＣＯＮ" is
+    harmless to a file system, but tools that normalise names (and our own ASCII fallback in
+    attachment_disposition) would turn them into a separator or a device name.
+    """
     name = unicodedata.normalize("NFC", name)
     name = "".join(ch for ch in name if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
     name = re.split(r"[/\\]", name)[-1]  # the last path part, for either separator
-    name = _FORBIDDEN.sub("_", name).strip(" .")
-    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED_NAMES:
+    name = "".join(_harmless_character(ch) for ch in name).strip(" .")
+    stem = unicodedata.normalize("NFKC", name.split(".", 1)[0]).strip()
+    if stem.upper() in _RESERVED_NAMES:
         name = f"_{name}"
     return _shorten(name) or FALLBACK_NAME
+
+
+def _harmless_character(char: str) -> str:
+    """``char``, or "_" when it (or what it folds to under NFKC) is a separator or forbidden."""
+    if char.isascii():
+        return "_" if _FORBIDDEN.match(char) else char
+    return "_" if _FORBIDDEN.search(unicodedata.normalize("NFKC", char)) else char
 
 
 def _shorten(name: str) -> str:
@@ -79,6 +92,9 @@ def attachment_disposition(filename: str) -> str:
         stem, extension = ascii_name, ""
     if not stem.strip("_ "):
         ascii_name = FALLBACK_NAME + (f".{extension}" if extension else "")
+    # Folding can make what was harmless in ``filename`` harmful again ("ＣＯＮ" becomes
+    # "CON", "．．／" becomes "../"), so the ASCII name is made safe on its own.
+    ascii_name = safe_filename(ascii_name)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 

@@ -73,13 +73,15 @@ def frame_document(
     """The iframe's document for stored (sanitised) ``body_html``.
 
     ``cid_url`` maps a Content-ID (without ``<>``) to the URL of the attachment it names, or
-    None; an unknown ``cid:`` source is left as it is and loads nothing.
+    None; an unknown ``cid:`` source (no such part, or one that is not a raster image) is
+    emptied, so that the browser does not even try it (Chromium reports every ``cid:`` URL as
+    a request it could not make).
     """
 
     def cid_source(attribute: re.Match[str]) -> str:
         # RFC 2392: the cid URL is the Content-ID, %-encoded; here also HTML-escaped.
         url = cid_url(unquote(html.unescape(attribute[2])))
-        return f'{attribute[1]}src="{html.escape(url)}"' if url else attribute[0]
+        return f'{attribute[1]}src="{html.escape(url) if url else ""}"'
 
     def rewrite_img(tag: re.Match[str]) -> str:
         attributes = _CID_SRC.sub(cid_source, tag[1])

@@ -205,20 +205,29 @@ def parse_mime(raw: bytes) -> tuple[MimePart, list[str]]:
 
 
 def _repair_header_block(raw: bytes) -> tuple[bytes, list[str]]:
-    """Replace bare CRs in the top-level header block by spaces.
+    """Remove NUL bytes from the top-level header block and replace bare CRs by spaces.
 
     RFC 5322 section 2.2 forbids CR and LF outside CRLF in a header, and the stdlib parser
     treats a bare CR as a line end, which would cut a header in two and push the headers that
     follow into the body. Mail that uses bare CR as its only line end (old Mac mail) is left
-    to the parser, which understands it.
+    to the parser, which understands it. NUL is forbidden in a header too (RFC 5322 section
+    2.2: printable characters only); the stdlib parser takes a line whose field name holds one
+    for the start of the body, so one NUL would hide every header after it (Message-ID, Date,
+    Content-Type, and with them every attachment).
     """
     end = _END_OF_HEADERS.search(raw)
     head_end = end.start() if end else len(raw)
     head = raw[:head_end]
-    if b"\r" not in head or b"\n" not in head or not _BARE_CR.search(head):
+    defects = []
+    if b"\x00" in head:
+        head = head.replace(b"\x00", b"")
+        defects.append("NUL bytes in the headers were removed")
+    if b"\r" in head and b"\n" in head and _BARE_CR.search(head):
+        head = _BARE_CR.sub(b" ", head)
+        defects.append("bare carriage returns in the headers were read as spaces")
+    if not defects:
         return raw, []
-    repaired = _BARE_CR.sub(b" ", head)
-    return repaired + raw[head_end:], ["bare carriage returns in the headers were read as spaces"]
+    return head + raw[head_end:], defects
 
 
 # --- Walking ------------------------------------------------------------------------------

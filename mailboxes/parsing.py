@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -335,10 +336,14 @@ _PATH_SEPARATORS = re.compile(r"[/\\]")
 
 
 def _safe_filename(name: str) -> str:
-    """A file name without directories or control characters, at most 255 characters.
+    """A file name without directories, control or invisible characters, at most 255 characters.
 
-    Truncation keeps a short extension, so that "履歴書.pdf" stays a PDF however long the stem.
+    Invisible characters are format characters (Unicode category Cf) and line or paragraph
+    separators: a right-to-left override shows "invoice<RLO>fdp.exe" as "invoiceexe.pdf" on
+    the message page, and zero-width ones hide a second extension. Truncation keeps a short
+    extension, so that "履歴書.pdf" stays a PDF however long the stem.
     """
+    name = "".join(_visible(char) for char in name)
     name = _PATH_SEPARATORS.split(single_line(name, 4 * MAX_FILENAME_LENGTH))[-1].strip()
     if name in (".", ".."):
         return ""
@@ -348,6 +353,16 @@ def _safe_filename(name: str) -> str:
     if dot and stem and len(extension) <= 16:
         return stem[: MAX_FILENAME_LENGTH - len(extension) - 1].rstrip() + "." + extension
     return name[:MAX_FILENAME_LENGTH].rstrip()
+
+
+def _visible(char: str) -> str:
+    """``char`` unless it is invisible: "" for a format character, " " for a line separator."""
+    if char.isascii():
+        return char
+    category = unicodedata.category(char)
+    if category == "Cf":
+        return ""
+    return " " if category in ("Zl", "Zp") else char
 
 
 def _snippet(text: str) -> str:

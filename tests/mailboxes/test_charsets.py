@@ -90,3 +90,59 @@ def test_undecodable_text_is_replaced_and_reported() -> None:
 
 def test_storable_removes_nul_and_lone_surrogates() -> None:
     assert storable("a\x00b\udc80c") == "ab\ufffdc"
+
+
+# --- Found by the hostile corpus (tests/mailboxes/eml/hostile/) -----------------------------
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_without_a_byte_order_mark_in_either_order(codec: str) -> None:
+    data = "Interview 面接 on Monday".encode(codec)
+    declared = codec.rsplit("-", 1)[0]  # "utf-16": no order in the label, no BOM in the data
+
+    assert decode_text(data, declared) == (data.decode(codec), declared, None)
+
+
+def test_utf16_cut_short_is_replaced_not_read_as_cp932() -> None:
+    decoded = decode_text("body テスト".encode("utf-16-le") + b"\x00", "UTF-16")
+
+    assert decoded.text == "body テスト\ufffd"
+    assert decoded.defect is not None and "did not decode cleanly" in decoded.defect
+
+
+def test_shift_jis_pasted_into_iso_2022_jp() -> None:
+    data = "確認".encode("iso2022_jp") + b" " + "あ①".encode("cp932") + b" ok"
+
+    decoded = decode_text(data, "ISO-2022-JP")
+
+    assert decoded.text == "確認 あ① ok"
+    assert decoded.codec == ISO_2022_JP and decoded.defect is not None
+
+
+def test_undeclared_jis_escapes_beside_8bit_bytes_never_keep_the_escapes() -> None:
+    decoded = decode_text("面接".encode("iso2022_jp") + b" \xe9t\xe9", None)
+
+    assert decoded.text.startswith("面接") and "\x1b" not in decoded.text
+
+
+def test_euc_jp_under_a_shift_jis_label() -> None:
+    text = "こんにちは、採用担当の山田です。"
+
+    decoded = decode_text(text.encode("euc_jp"), "Shift_JIS")
+
+    assert decoded.text == text
+    assert decoded.codec == EUC_JP and decoded.defect is not None and "EUC-JP" in decoded.defect
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ｶ)ﾔﾏﾀﾞｼｮｳｼﾞ ﾆｭｳｷﾝ",  # half-width katakana only: EUC-JP fits these bytes too
+        "ｶﾌﾞｼｷｶﾞｲｼｬ､ﾔﾏﾀﾞ｡",  # with the half-width punctuation, but too little of it
+        "面接のご案内。ｶﾀｶﾅも、①も。",
+    ],
+)
+def test_shift_jis_labels_are_still_trusted_for_real_shift_jis(text: str) -> None:
+    decoded = decode_text(text.encode("cp932"), "Shift_JIS")
+
+    assert (decoded.text, decoded.codec, decoded.defect) == (text, "cp932", None)

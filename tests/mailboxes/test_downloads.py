@@ -66,6 +66,42 @@ def test_content_disposition_has_an_ascii_fallback_and_utf8_name(name: str, head
 
 
 @pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        # Full-width forms fold (NFKC) to a device name or to separators.
+        ("ＣＯＮ.txt", "_ＣＯＮ.txt"),
+        ("ａｕｘ", "_ａｕｘ"),
+        ("．．／．．／etc／passwd", "．．_．．_etc_passwd"),
+        ("a＼b：c.txt", "a_b_c.txt"),
+        ("con\u3000.txt", "_con\u3000.txt"),  # an ideographic space after the device name
+        ("\ufeffCON.txt", "_CON.txt"),  # a byte-order mark in front
+        ("CONTRACT.pdf", "CONTRACT.pdf"),
+    ],
+)
+def test_safe_filename_judges_compatibility_forms_by_what_they_fold_to(
+    name: str, safe: str
+) -> None:
+    """Found by the hostile corpus (tests/mailboxes/eml/hostile/58_name_unicode_disguises)."""
+    assert safe_filename(name) == safe
+
+
+@pytest.mark.parametrize(
+    ("name", "ascii_name"),
+    [
+        ("ＣＯＮ.txt", "_CON.txt"),
+        ("_ＣＯＮ.txt", "_CON.txt"),
+        ("ｌｐｔ１.log", "_lpt1.log"),
+        ("．．_．．_etc_passwd", "_.._etc_passwd"),
+        ("．htaccess", "attachment.htaccess"),
+    ],
+)
+def test_ascii_fallback_is_safe_on_its_own(name: str, ascii_name: str) -> None:
+    """NFKD folding for the ASCII ``filename`` must not bring back a device name or a dot file."""
+    header = attachment_disposition(name)
+    assert header.startswith(f'attachment; filename="{ascii_name}"; '), header
+
+
+@pytest.mark.parametrize(
     ("value", "served"),
     [
         ("image/png", "image/png"),
