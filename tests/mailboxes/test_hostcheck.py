@@ -6,11 +6,15 @@ DNS query leaves the machine.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.urls import reverse
 
 from mailboxes.hostcheck import (
     DisallowedHost,
@@ -19,6 +23,11 @@ from mailboxes.hostcheck import (
     resolve_mail_host,
     validate_host_syntax,
 )
+from mailboxes.models import Mailbox
+from mailboxes.pop3 import ConnectionTestResult, test_pop3_connection
+from mailboxes.smtp import SmtpAccount, test_smtp_connection
+from tests.conftest import Team
+from tests.mailboxes.factories import MailboxFactory
 
 
 @pytest.fixture(autouse=True)
@@ -258,3 +267,184 @@ def test_reserved_top_level_names_never_reach_a_resolver(
     monkeypatch.setattr(socket_module, "getaddrinfo", no_lookup)
     with pytest.raises(socket_module.gaierror):
         check_mail_host(host, 995)
+
+
+# --- Names that resolve to internal addresses, and the connections made after the check -----
+
+INTERNAL_ANSWERS = {
+    "127.0.0.1": "loopback",
+    "10.0.0.1": "private",
+    "169.254.169.254": "metadata",
+    "::1": "loopback",
+    "::ffff:127.0.0.1": "loopback",
+}
+
+
+def _answering(monkeypatch: pytest.MonkeyPatch, *answers: str) -> list[str]:
+    """socket.getaddrinfo answers the n-th lookup with ``answers[n]`` (IPv4 or IPv6); a lookup
+    beyond them fails the test. Returns the names looked up. No query leaves the machine."""
+    looked_up: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        looked_up.append(host)
+        if len(looked_up) > len(answers):
+            raise AssertionError(f"{host} resolved a second time (DNS rebinding window)")
+        ip = answers[len(looked_up) - 1]
+        if ":" in ip:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port, 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return looked_up
+
+
+@pytest.mark.parametrize("address", list(INTERNAL_ANSWERS))
+def test_a_name_resolving_to_an_internal_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    looked_up = _answering(monkeypatch, address)
+    with pytest.raises(DisallowedHost) as caught:
+        check_mail_host("mail.attacker.example.com", 995)
+    assert looked_up == ["mail.attacker.example.com"]
+    assert str(caught.value) == (
+        "The mail server name points to a private, loopback or link-local network address, "
+        "which this installation does not allow. Use the server's public name."
+    )
+    assert caught.value.address == str(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", list(INTERNAL_ANSWERS))
+def test_allowing_loopback_lets_through_only_names_resolving_to_loopback(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
+    _answering(monkeypatch, address)
+    if INTERNAL_ANSWERS[address] == "loopback":
+        (info,) = check_mail_host("mail.local.example.com", 110).addresses
+        assert info[4][:2] == (address, 110)
+    else:
+        with pytest.raises(DisallowedHost):
+            check_mail_host("mail.local.example.com", 110)
+
+
+class _Listener:
+    """A loopback TCP port that counts the connections it accepts and hangs up on each."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[_Listener]:
+    server = _Listener()
+    yield server
+    server.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pop3_test(host: str, port: int) -> ConnectionTestResult:
+    return test_pop3_connection(
+        host=host, port=port, security="none", username="u", password="p", timeout=2
+    )
+
+
+def _smtp_test(host: str, port: int) -> ConnectionTestResult:
+    account = SmtpAccount(host=host, port=port, security="none", username="", password="")
+    return test_smtp_connection(account, timeout=2)
+
+
+CONNECTION_TESTS = {"pop3": _pop3_test, "smtp": _smtp_test}
+
+
+@pytest.mark.parametrize("protocol", list(CONNECTION_TESTS))
+def test_sessions_connect_to_the_checked_address_and_never_resolve_again(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, listener: _Listener, protocol: str
+) -> None:
+    """DNS rebinding against POP3, SMTP and their "test connection" buttons: the first answer
+    is checked and connected to; a rebinding resolver's second answer is never asked for."""
+    settings.MAIL_HOSTS_ALLOW_LOOPBACK = True
+    looked_up = _answering(monkeypatch, "127.0.0.1", "10.0.0.1")
+    result = CONNECTION_TESTS[protocol]("mail.rebind.example.com", listener.port)
+    assert not result.ok  # the listener hangs up without a greeting
+    assert looked_up == ["mail.rebind.example.com"]
+    _wait_for(lambda: listener.accepted == 1)
+
+
+@pytest.mark.parametrize("protocol", list(CONNECTION_TESTS))
+def test_a_refused_answer_makes_no_connection(
+    monkeypatch: pytest.MonkeyPatch, listener: _Listener, protocol: str
+) -> None:
+    looked_up = _answering(monkeypatch, "10.0.0.1")
+    result = CONNECTION_TESTS[protocol]("mail.internal.example.com", listener.port)
+    assert (result.ok, result.code) == (False, "disallowed_host")
+    assert "private, loopback or link-local" in result.message
+    assert looked_up == ["mail.internal.example.com"]
+    assert listener.accepted == 0
+
+
+@pytest.mark.parametrize("protocol", list(CONNECTION_TESTS))
+@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1"])
+def test_the_test_button_does_not_tell_an_open_port_from_a_closed_one(
+    listener: _Listener, protocol: str, host: str
+) -> None:
+    """Port scanning through the button: for a refused host, open and closed ports answer the
+    same, and nothing is connected to."""
+    open_port = CONNECTION_TESTS[protocol](host, listener.port)
+    closed_port = CONNECTION_TESTS[protocol](host, _closed_port())
+    assert (open_port.ok, open_port.code) == (False, "disallowed_host")
+    assert (open_port.message, open_port.code) == (closed_port.message, closed_port.code)
+    assert listener.accepted == 0
+
+
+@pytest.mark.django_db
+def test_the_mailbox_page_buttons_answer_the_same_for_open_and_closed_ports(
+    team: Team, listener: _Listener
+) -> None:
+    client = team.client_for(team.owner)
+    flashes = []
+    mailbox = MailboxFactory(owner=team.owner, pop3_host="127.0.0.1", smtp_host="127.0.0.1")
+    for port in (listener.port, _closed_port()):
+        Mailbox.objects.filter(pk=mailbox.pk).update(pop3_port=port, smtp_port=port)
+        for button in ("mailboxes:test_connection", "mailboxes:test_smtp"):
+            page = client.post(reverse(button, args=[mailbox.pk]), follow=True)
+            flashes.append([str(message) for message in page.context["messages"]])
+    assert flashes[:2] == flashes[2:]
+    assert all("private, loopback or link-local" in flash[0] for flash in flashes)
+    assert listener.accepted == 0
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(50):
+        if condition():
+            return
+        time.sleep(0.02)
+    assert condition()
