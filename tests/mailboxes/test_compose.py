@@ -128,6 +128,20 @@ def test_failure_is_shown_in_words_and_the_draft_is_kept(
         ({"to": "not an address", "subject": "x"}, "to"),
         ({"to": "taro@example.jp", "subject": "Hi\r\nBcc: victim@example.com"}, "subject"),
         ({"to": "taro@example.jp\nBcc: victim@example.com", "subject": "x"}, "to"),
+        # CR or LF smuggled into a name, into Cc and Bcc, or as a Unicode line separator.
+        ({"to": '"Taro\rBcc: victim@example.com" <taro@example.jp>', "subject": "x"}, "to"),
+        ({"to": "Taro\r\nBcc: victim@example.com <taro@example.jp>", "subject": "x"}, "to"),
+        (
+            {
+                "to": "taro@example.jp",
+                "cc": "hana@example.jp\r\nBcc: v@example.com",
+                "subject": "x",
+            },
+            "cc",
+        ),
+        ({"to": "taro@example.jp", "bcc": '"A\nB" <hana@example.jp>', "subject": "x"}, "bcc"),
+        ({"to": "taro@example.jp", "subject": "Hi\u2028Bcc: victim@example.com"}, "subject"),
+        ({"to": "taro@example.jp", "subject": "Hi\rX-Injected: yes"}, "subject"),
     ],
 )
 def test_bad_input_is_a_form_error_with_nothing_stored(
