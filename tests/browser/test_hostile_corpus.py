@@ -215,11 +215,23 @@ def test_every_hostile_message_imports_and_its_page_runs_and_fetches_nothing(
     cookie = "; ".join(f"{c['name']}={c['value']}" for c in browser_context.cookies(origin))
     with ThreadPoolExecutor(max_workers=4) as pool:
         answers = list(pool.map(lambda link: download(origin, link[1], cookie), attachment_links))
+        originals = list(
+            pool.map(
+                lambda message: download(origin, f"/mail/messages/{message.pk}/original/", cookie),
+                messages,
+            )
+        )
     assert len(answers) > 1000
     for (where, href), (status, headers) in zip(attachment_links, answers, strict=True):
         assert status == 200, (where, href)
         assert headers.get("X-Content-Type-Options") == "nosniff", (where, href)
         assert_safe_download_name(headers.get("Content-Disposition", ""), f"{where} {href}")
+    # "View original": the raw message as plain text that no browser renders as a page.
+    for message, (status, headers) in zip(messages, originals, strict=True):
+        assert status == 200, message.pk
+        assert headers.get("Content-Type") == "text/plain; charset=utf-8", message.pk
+        assert headers.get("X-Content-Type-Options") == "nosniff", message.pk
+        assert "sandbox" in headers.get("Content-Security-Policy", ""), message.pk
     assert beacon.requests == []
     assert offsite == [], offsite
     assert [url for url in requests if urlsplit(url).netloc != urlsplit(origin).netloc] == []

@@ -23,7 +23,7 @@ from mailboxes.hostcheck import (
     resolve_mail_host,
     validate_host_syntax,
 )
-from mailboxes.models import Mailbox
+from mailboxes.models import Mailbox, SystemSender
 from mailboxes.pop3 import ConnectionTestResult, test_pop3_connection
 from mailboxes.smtp import SmtpAccount, test_smtp_connection
 from tests.conftest import Team
@@ -426,18 +426,29 @@ def test_the_test_button_does_not_tell_an_open_port_from_a_closed_one(
 
 
 @pytest.mark.django_db
-def test_the_mailbox_page_buttons_answer_the_same_for_open_and_closed_ports(
+def test_the_buttons_answer_the_same_for_open_and_closed_ports(
     team: Team, listener: _Listener
 ) -> None:
     client = team.client_for(team.owner)
+    admin = team.client_for(team.admin)
     flashes = []
     mailbox = MailboxFactory(owner=team.owner, pop3_host="127.0.0.1", smtp_host="127.0.0.1")
+    sender = SystemSender.objects.create(
+        organization=team.organization,
+        name="Hub",
+        address="hub@sakura.example",
+        smtp_host="127.0.0.1",
+        smtp_security="none",
+    )
     for port in (listener.port, _closed_port()):
         Mailbox.objects.filter(pk=mailbox.pk).update(pop3_port=port, smtp_port=port)
+        SystemSender.objects.filter(pk=sender.pk).update(smtp_port=port)
         for button in ("mailboxes:test_connection", "mailboxes:test_smtp"):
             page = client.post(reverse(button, args=[mailbox.pk]), follow=True)
             flashes.append([str(message) for message in page.context["messages"]])
-    assert flashes[:2] == flashes[2:]
+        page = admin.post(reverse("system_sender_test"), follow=True)
+        flashes.append([str(message) for message in page.context["messages"]])
+    assert flashes[:3] == flashes[3:]
     assert all("private, loopback or link-local" in flash[0] for flash in flashes)
     assert listener.accepted == 0
 
