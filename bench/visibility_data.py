@@ -150,6 +150,7 @@ def load(*, users: int, records: int, messages: int, seed: int = 42) -> Landmark
         MessageSearch,
         Thread,
     )
+    from mailboxes.search_index import CONFIG as SEARCH_CONFIG
     from records.models import Membership, Organization, Record, User
     from sharing.models import ExcludedDomain, MailboxSharing
 
@@ -206,6 +207,11 @@ def load(*, users: int, records: int, messages: int, seed: int = 42) -> Landmark
         _load_records(cursor, rng, organization.pk, [u.pk for u in people], records)
         per_mailbox = _load_messages(
             cursor, rng, organization.pk, mailboxes, (addresses, weights), records, messages
+        )
+        # As mailboxes.search_index writes an entry on PostgreSQL: the vector, not the text.
+        cursor.execute(
+            f"UPDATE {MessageSearch._meta.db_table} "  # noqa: S608
+            f"SET vector = to_tsvector('{SEARCH_CONFIG}', document), document = ''"
         )
         for _name, definition in indexes:
             cursor.execute(definition)
@@ -296,7 +302,7 @@ def _load_messages(
 ) -> dict[int, int]:
     """Threads, messages, their addresses and links; return the number of messages per mailbox."""
     from mailboxes.models import Message, MessageAddress, MessageLink, MessageSearch, Thread
-    from mailboxes.search_index import lexemes_of, message_fields, tsvector_text
+    from mailboxes.search_index import document_of, message_fields
 
     # Uneven mailboxes: the busiest gets about 13 times the quietest.
     box_weights = [1 / (1 + (i * 7) % 13) for i in range(len(mailboxes))]
@@ -331,8 +337,9 @@ def _load_messages(
     )  # fmt: skip
     address = Copier(cursor, MessageAddress, ["message_id", "role", "address", "domain"])
     link = Copier(cursor, MessageLink, ["message_id", "record_id"])
-    # The search entries the importer would write, built by the same code.
-    search = Copier(cursor, MessageSearch, ["message_id", "vector"])
+    # The search entries the importer would write, built by the same code (the text here; the
+    # vector from it once everything is loaded, see load()).
+    search = Copier(cursor, MessageSearch, ["message_id", "document"])
     addresses, weights = people
     per_mailbox: dict[int, int] = {}
     for start in range(0, count, CHUNK):
@@ -376,7 +383,7 @@ def _load_messages(
                 attachment_names=[],
                 body_text=body,
             )
-            search_rows.append((pk, tsvector_text(lexemes_of(fields))))
+            search_rows.append((pk, document_of(fields)))
             if index in record_page:
                 link_rows.append((pk, 1))
             elif rng.random() < (0.95 if hub else 0.65):

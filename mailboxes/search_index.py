@@ -1,23 +1,23 @@
 """The search index: one ``MessageSearch`` entry per message, written with the message.
 
-What a search can find is the message's *lexemes*: the text of its subject, sender,
-correspondents (names and addresses), attachment names and body, normalised (NFKC, case-folded)
-and cut into
+What a search can find is the message's *search text*: its subject, sender, correspondents
+(names and addresses), attachment names and body, normalised (NFKC, case-folded) and cut into
+space-separated lexemes:
 
 - **words** of letters and digits in any script written with spaces (``taro``, ``yamada``,
-  ``example``, ``jp`` from "Taro.Yamada@Example.jp"), matched by prefix: "yama" finds "yamada";
+  ``example``, ``jp`` from "Taro.Yamada@Example.jp": punctuation separates), matched by prefix:
+  "yama" finds "yamada";
 - **overlapping pairs of characters** in Japanese, Chinese and Korean text, which is written
-  without spaces ("第二営業部" gives 第二, 二営, 営業, 業部, and 部 alone at the end), so that
-  any run of two or more characters is found as the phrase of its pairs ("営業部" is
-  "営業 followed by 業部"), and a single character by prefix (the n-gram indexing of Lucene's
-  CJK analyser; a dictionary-based Japanese tokeniser would miss "営業部" inside an unknown
-  compound).
+  without spaces ("第二営業部" gives 第二 二営 営業 業部, and 部 alone at the end), so that any
+  run of two or more characters is found as the phrase of its pairs ("営業部" is 営業 followed
+  by 業部), and a single character by prefix (the n-gram indexing of Lucene's CJK analyser; a
+  dictionary-based Japanese tokeniser would miss "営業部" inside an unknown compound).
 
-Each lexeme keeps its position, so a phrase matches only where its parts stand side by side. On
-PostgreSQL the entry is a ``tsvector`` built here (cast from its text form, so PostgreSQL's own
-parser never re-splits an address or a Japanese word), matched with ``@@`` through one GIN
-index (migration ``0004_message_search_entries``). On SQLite it is the same lexemes as one
-space-separated string, matched with ``LIKE``: the same results, without an index.
+Python builds that text with a few C-speed passes (normalise, one substitution for punctuation,
+one for the Japanese runs); on PostgreSQL, ``to_tsvector('simple', text)`` then only splits it
+at the spaces and numbers the lexemes (their positions make phrases work), in C, in the
+database, and one GIN index answers ``@@`` (migration ``0004_message_search_entries``). On
+SQLite the text itself is the entry, matched with ``LIKE``: the same results, without an index.
 
 Why a table of its own: one GIN index over one small column replaces trigram indexes over
 every body, which cost more on each import than everything else the import writes, and made
@@ -37,90 +37,60 @@ from django.db import connections, transaction
 # extensions and compatibility forms, Hangul syllables. (Half-width Katakana becomes full
 # width under NFKC first.)
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002fa1f"
-_TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W_{_CJK}]+)")
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_CJK_CHARACTER = re.compile(f"[{_CJK}]")
+_SEPARATORS = re.compile(r"[\W_]+")
 
-# A lexeme longer than this is cut (a base64 line or a hash, not a word anyone types); the
-# tsvector limit is 2 KB per lexeme.
-MAX_LEXEME_CHARACTERS = 60
 # How much body text is indexed: enough for any real letter or CV, while a 50 MB body cannot
 # make an entry larger than PostgreSQL's 1 MB limit for a tsvector.
 MAX_BODY_CHARACTERS = 50_000
-# PostgreSQL keeps positions 1..16383 and at most 256 of them per lexeme.
-MAX_POSITION = 16383
-MAX_POSITIONS_PER_LEXEME = 255
-# Fields are kept apart so that a phrase never runs from the subject into the sender.
-FIELD_GAP = 8
+# The text search configuration: "simple" lowercases and keeps every lexeme (no stemming, no
+# stop words), so the lexemes PostgreSQL stores are the ones built here.
+CONFIG = "simple"
 
 
 @dataclass(frozen=True)
 class Token:
-    """One lexeme of a text; ``exact`` is False for a word (or a lone Japanese character),
-    which a query may match by prefix."""
+    """One lexeme of a query; ``exact`` is False for a word (or a lone Japanese character),
+    which may match by prefix."""
 
     lexeme: str
     exact: bool
 
 
-def normalise(text: str) -> str:
-    """NFKC and case folding: full-width Ｔａｒｏ is taro, ﾀﾛｳ is タロウ; NULs dropped."""
-    return unicodedata.normalize("NFKC", text.replace("\x00", " ")).casefold()
+def _pairs(match: re.Match[str]) -> str:
+    run = match.group()
+    pairs = [run[i : i + 2] for i in range(len(run) - 1)]
+    return f" {' '.join([*pairs, run[-1]])} "
+
+
+def search_text(text: str) -> str:
+    """The lexemes of ``text``, space-separated (see the module docstring)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _SEPARATORS.sub(" ", text)  # NULs, punctuation, symbols and spaces of every kind
+    if _CJK_CHARACTER.search(text):
+        text = _CJK_RUN.sub(_pairs, text)
+    return " ".join(text.split())
 
 
 def tokens(text: str) -> list[Token]:
-    """The lexemes of ``text`` in order (see the module docstring)."""
-    found: list[Token] = []
-    for match in _TOKEN.finditer(normalise(text)):
-        if match.group("word"):
-            found.append(Token(match.group("word")[:MAX_LEXEME_CHARACTERS], exact=False))
-            continue
-        run = match.group("cjk")
-        found.extend(Token(run[i : i + 2], exact=True) for i in range(len(run) - 1))
-        found.append(Token(run[-1], exact=False))
-    return found
-
-
-def lexemes_of(fields: Iterable[str]) -> list[tuple[str, int]]:
-    """(lexeme, position) for every token of ``fields``, positions counted across them."""
-    placed: list[tuple[str, int]] = []
-    position = 0
-    for field in fields:
-        for token in tokens(field):
-            position += 1
-            placed.append((token.lexeme, min(position, MAX_POSITION)))
-        position += FIELD_GAP
-    return placed
+    """The lexemes of a query term, in order; pairs of Japanese characters must match
+    exactly, words and single characters by prefix."""
+    return [
+        Token(lexeme, exact=len(lexeme) == 2 and bool(_CJK_CHARACTER.match(lexeme)))
+        for lexeme in search_text(text).split()
+    ]
 
 
 def quote_lexeme(lexeme: str) -> str:
-    """A lexeme in tsvector/tsquery text form: quoted, with ' and \\ doubled."""
+    """A lexeme in tsquery text form: quoted, with ' and \\ doubled."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsvector_text(placed: Sequence[tuple[str, int]]) -> str:
-    """The text form of a tsvector holding ``placed`` ('lexeme':1,5 ...)."""
-    positions: dict[str, list[int]] = {}
-    for lexeme, position in placed:
-        kept = positions.setdefault(lexeme, [])
-        if len(kept) < MAX_POSITIONS_PER_LEXEME and (not kept or kept[-1] != position):
-            kept.append(position)
-    return " ".join(
-        f"{quote_lexeme(lexeme)}:{','.join(map(str, kept))}" for lexeme, kept in positions.items()
-    )
-
-
-def document_text(placed: Sequence[tuple[str, int]]) -> str:
-    """The SQLite form: the lexemes in order, space-separated, with a space at either end so
-    that ``LIKE '% word%'`` finds a word's start; a field gap is a lone ``|``, which no token
-    contains, so a phrase never matches across fields."""
-    words: list[str] = [""]
-    last = 0
-    for lexeme, position in placed:
-        if position > last + 1 and last:
-            words.append("|")
-        words.append(lexeme)
-        last = position
-    words.append("")
-    return " ".join(words)
+def document_of(fields: Iterable[str]) -> str:
+    """A message's search text, with a space at either end so that ``LIKE '% word%'`` finds
+    a word's start on SQLite."""
+    return f" {' '.join(filter(None, map(search_text, fields)))} "
 
 
 def message_fields(
@@ -169,13 +139,12 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
     ):
         files.setdefault(message_id, []).append(filename)
     rows: list[tuple[int, str]] = []
-    postgresql = connections[using].vendor == "postgresql"
     for pk, subject, from_name, from_address, body_text in (
         Message.objects.using(using)
         .filter(pk__in=message_ids)
         .values_list("pk", "subject", "from_name", "from_address", "body_text")
     ):
-        placed = lexemes_of(
+        document = document_of(
             message_fields(
                 subject=subject,
                 from_name=from_name,
@@ -185,13 +154,14 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
                 body_text=body_text,
             )
         )
-        rows.append((pk, tsvector_text(placed) if postgresql else document_text(placed)))
+        rows.append((pk, document))
     if not rows:
         return 0
     with transaction.atomic(using=using):
-        if postgresql:
+        if connections[using].vendor == "postgresql":
             table = MessageSearch._meta.db_table
-            values = ", ".join(["(%s, '', %s::tsvector)"] * len(rows))
+            # PostgreSQL numbers the lexemes; the text itself is not kept (the vector is the entry).
+            values = ", ".join([f"(%s, '', to_tsvector('{CONFIG}', %s))"] * len(rows))
             with connections[using].cursor() as cursor:
                 # ON CONFLICT: re-indexing a message (a rebuild) replaces its entry.
                 cursor.execute(
