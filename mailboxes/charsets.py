@@ -352,8 +352,11 @@ def decode_text(data: bytes, declared: str | None) -> DecodedText:
     label that fits the bytes is trusted. Then, for undeclared, unknown or wrong labels, CP932
     or EUC-JP (the charsets Japanese mail really uses; when both fit, the one that produces
     fewer half-width katakana and private-use characters, which is what the wrong one of the
-    two produces) and Windows-1252. Last the declared charset (or UTF-8) with U+FFFD replacing
-    what did not decode. Every guess and every replacement is reported in ``defect``.
+    two produces) and Windows-1252. Last the declared charset (or UTF-8; ISO-2022-JP when the
+    data has its escapes) with U+FFFD replacing what did not decode. Two exceptions to "a label
+    that fits is trusted", both seen in real mail: EUC-JP under a Shift_JIS label, and UTF-16
+    or UTF-32 that does not decode cleanly, which is never read as an 8-bit charset. Every
+    guess and every replacement is reported in ``defect``.
     """
     codec = canonical_codec(declared)
     unknown = (
