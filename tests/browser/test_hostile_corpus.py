@@ -15,7 +15,6 @@ import http.client
 import http.server
 import re
 import threading
-import time
 import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -127,7 +126,6 @@ def test_every_hostile_message_imports_and_its_page_runs_and_fetches_nothing(
     mail_settings,  # type: ignore[no-untyped-def]
     beacon: Beacon,
 ) -> None:
-    started = time.monotonic()
     files = sorted(CORPUS.glob("*.eml"))
     assert len(files) >= 50
     mailbox = mailbox_for(pop3_account, team.owner, email_address="owner@sakura.example")
@@ -242,4 +240,3 @@ def test_every_hostile_message_imports_and_its_page_runs_and_fetches_nothing(
         for where, name in shown_names
         if any(unicodedata.category(ch) in INVISIBLE for ch in name)
     ] == []
-    assert time.monotonic() - started < 150
