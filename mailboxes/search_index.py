@@ -44,6 +44,9 @@ _SEPARATORS = re.compile(r"[\W_]+")
 # How much body text is indexed: enough for any real letter or CV, while a 50 MB body cannot
 # make an entry larger than PostgreSQL's 1 MB limit for a tsvector.
 MAX_BODY_CHARACTERS = 50_000
+# And the whole entry: a message with thousands of recipients or attachments stays well inside
+# that limit too (what lies beyond is not searchable; the message is still stored whole).
+MAX_DOCUMENT_CHARACTERS = 200_000
 # The text search configuration: "simple" lowercases and keeps every lexeme (no stemming, no
 # stop words), so the lexemes PostgreSQL stores are the ones built here.
 CONFIG = "simple"
@@ -90,7 +93,10 @@ def quote_lexeme(lexeme: str) -> str:
 def document_of(fields: Iterable[str]) -> str:
     """A message's search text, with a space at either end so that ``LIKE '% word%'`` finds
     a word's start on SQLite."""
-    return f" {' '.join(filter(None, map(search_text, fields)))} "
+    text = " ".join(filter(None, map(search_text, fields)))
+    if len(text) > MAX_DOCUMENT_CHARACTERS:
+        text = text[:MAX_DOCUMENT_CHARACTERS].rpartition(" ")[0]  # not half a lexeme
+    return f" {text} "
 
 
 def message_fields(
