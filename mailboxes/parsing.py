@@ -9,6 +9,9 @@ Contract, which tests pin:
 - It returns for any bytes at all. Each known failure (bad charsets, broken MIME, damaged
   base64, absurd nesting, NUL bytes, missing headers) is handled where it happens and noted
   in ``defects``; a catch-all around the whole is only the last resort, and logs loudly.
+- Names do not disguise what they name: a display name that shows another address than its
+  own is dropped (and noted in ``defects``), and file names lose bidirectional and
+  zero-width characters.
 - No str field holds NUL or a lone surrogate (PostgreSQL text columns refuse both), and
   lengths are bounded: subject and message ids 998 characters (RFC 5322 section 2.1.1),
   file names 255, names 255, snippet about 200.
@@ -24,6 +27,7 @@ viewer).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mimetypes
 import re
@@ -43,6 +47,7 @@ from mailboxes.headers import (
 )
 from mailboxes.html import html_to_text, sanitize_html
 from mailboxes.mime import MimePart, describe_defects, message_bytes, parse_mime, walk_parts
+from records.addresses import try_normalize_address
 
 __all__ = ["Correspondent", "ParsedAttachment", "ParsedMessage", "parse_message"]
 
@@ -182,7 +187,21 @@ class _Parse:
             values = values[:1]
         correspondents, defects = parse_addresses(", ".join(values), name)
         self.defects.extend(defects)
-        return correspondents
+        return [self._without_posing_name(name, person) for person in correspondents]
+
+    def _without_posing_name(self, header: str, person: Correspondent) -> Correspondent:
+        """``person``, without a display name that shows another address than the real one.
+
+        '"ceo@client.example" <attacker@evil.example>' is how phishing mail passes for someone
+        the reader knows: the page shows the name first. The real address is what is left.
+        """
+        shown = {
+            try_normalize_address(found) or found for found in _ADDRESS_IN_NAME.findall(person.name)
+        }
+        if not shown - {person.address}:
+            return person
+        self.defects.append(f"{header}: a display name showing another address was dropped")
+        return dataclasses.replace(person, name="")
 
     # --- parts
 
@@ -333,6 +352,8 @@ def _content_id(raw: str | None) -> str:
 
 
 _PATH_SEPARATORS = re.compile(r"[/\\]")
+# Something a reader takes for an e-mail address inside a display name (full-width "＠" too).
+_ADDRESS_IN_NAME = re.compile(r"[^\s<>\"'@＠()]+[@＠][^\s<>\"'@＠()]+\.[^\s<>\"'@＠()]+")
 
 
 def _safe_filename(name: str) -> str:

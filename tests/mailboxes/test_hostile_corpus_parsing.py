@@ -112,3 +112,29 @@ def test_euc_jp_under_a_shift_jis_label() -> None:
     message = parse("09_euc_jp_declared_shift_jis.eml")
     assert message.text_body.strip() == "採用担当の山田です。"
     assert any("EUC-JP" in defect for defect in message.defects)
+
+
+def test_a_display_name_posing_as_another_address_is_dropped() -> None:
+    message = parse("11_encoded_word_address_spoof.eml")
+    assert message.sender is not None
+    assert (message.sender.name, message.sender.address) == ("", "attacker@hostile.example")
+    assert "From: a display name showing another address was dropped" in message.defects
+
+
+@pytest.mark.parametrize(
+    ("from_header", "name"),
+    [
+        ('"ceo@client.example" <attacker@evil.example>', ""),
+        ('"CEO (ceo＠client.example)" <attacker@evil.example>', ""),  # full-width at sign
+        ('"Taro Yamada" <taro@example.jp>', "Taro Yamada"),
+        ('"taro@example.jp" <taro@example.jp>', "taro@example.jp"),  # its own address
+        ('"Taro (TARO@Example.JP)" <taro@example.jp>', "Taro (TARO@Example.JP)"),
+        ('"Sales @ Acme" <sales@acme.example>', "Sales @ Acme"),  # not an address
+    ],
+)
+def test_display_names_are_kept_unless_they_show_another_address(
+    from_header: str, name: str
+) -> None:
+    raw = f"From: {from_header}\r\nSubject: x\r\n\r\nbody\r\n".encode()
+    sender = parse_message(raw).sender
+    assert sender is not None and sender.name == name
