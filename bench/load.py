@@ -46,11 +46,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.database import drop_database, recreate_database  # noqa: E402
+from bench.load_data import PASSWORD, deliver_load, seed_load  # noqa: E402
+from bench.page_profile import pages_profile  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_loadbench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/12"
-PASSWORD = "load-bench-recruiter-password"  # noqa: S105 -- throwaway accounts in a scratch database
-POP3_PASSWORD = "load-bench-pop3-password"  # noqa: S105
 FERNET_KEY = "Lk0x0s3Qd9gIWQpk3cS0u8Eo7JmK4sm3nQwl8mrhXnY="
 TARGET_P95_MS = 300
 SEARCH_WORDS = [
@@ -74,84 +74,6 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 # --- Setting up -------------------------------------------------------------------------------
-
-
-def _seed(*, server: Any, recruiters: int, candidates: int) -> tuple[list[str], list[str]]:
-    """The organisation, its recruiters and mailboxes, and the records; return the recruiters'
-    emails and the record pages' paths."""
-    from bench.corpus import address_pool
-    from mailboxes.services import mailbox_create
-    from records.models import Candidate, Client, Contact, Organization, Role, User
-    from records.services import member_add, organization_create, record_save
-
-    membership = organization_create(
-        name="Load Bench Agency",
-        admin_email="admin@agency.example",
-        admin_name="Ada Admin",
-        admin_password=PASSWORD,
-    )
-    organization = membership.organization
-    Organization.objects.filter(pk=organization.pk).update(poll_interval_seconds=60)
-    emails = []
-    for number in range(recruiters):
-        user = f"load{number:03d}"
-        server.add_user(user, POP3_PASSWORD)
-        owner = member_add(
-            organization=organization,
-            email=f"{user}@agency.example",
-            full_name=f"Recruiter {number}",
-            role=Role.RECRUITER,
-        ).user
-        mailbox_create(
-            owner=owner,
-            settings_data={
-                "name": "Work",
-                "email_address": f"{user}@agency.example",
-                "pop3_host": server.host,
-                "pop3_port": server.pop3s_port,
-                "pop3_security": "ssl",
-                "pop3_username": user,
-                "smtp_host": server.host,
-                "smtp_port": 465,
-            },
-            pop3_password=POP3_PASSWORD,
-            make_active=True,
-            sharing_permission="public",
-        )
-        emails.append(owner.email)
-    # One real hash (the production hasher), copied: hashing 50 times would only slow the seed.
-    User.objects.filter(email__in=emails).update(password=membership.user.password)
-    owner = membership.user
-    pool = address_pool(candidates=candidates)
-    paths = []
-    for number, address in enumerate(pool.candidates):
-        record = record_save(
-            record=Candidate(first_name="Candidate", last_name=str(number), owner=owner),
-            addresses=[address],
-            organization=organization,
-        )
-        paths.append(f"/candidates/{record.pk}/")
-    for client_name, addresses in pool.contacts.items():
-        client = record_save(
-            record=Client(name=client_name, owner=owner), addresses=[], organization=organization
-        )
-        paths.append(f"/clients/{client.pk}/")
-        for number, address in enumerate(addresses):
-            contact = record_save(
-                record=Contact(last_name=f"HR {number}", company=client, owner=owner),
-                addresses=[address],
-                organization=organization,
-            )
-            paths.append(f"/contacts/{contact.pk}/")
-    return emails, paths
-
-
-def _deliver(server: Any, recruiters: int, count: int, seed: int) -> None:
-    from bench.corpus import address_pool, corpus_messages
-
-    messages = corpus_messages(count=count, pool=address_pool(), seed=seed)
-    for index, raw in enumerate(messages):
-        server.deliver(f"load{index % recruiters:03d}", raw)
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:  # type: ignore[type-arg]
@@ -186,11 +108,14 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 class _Scheduler(threading.Thread):
-    """The real scheduler task on a tick, as beat runs it."""
+    """The real scheduler task on a tick, as beat runs it; and, where the PostgreSQL server
+    has autovacuum off (as this machine's has, for test speed), an ANALYZE every minute, as
+    autovacuum would do while thousands of messages arrive (without fresh statistics the
+    planner takes the tables for empty and the list pages become ten times slower)."""
 
-    def __init__(self, tick: float) -> None:
+    def __init__(self, tick: float, analyze_every: float | None) -> None:
         super().__init__(daemon=True)
-        self.tick = tick
+        self.tick, self.analyze_every = tick, analyze_every
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -198,11 +123,24 @@ class _Scheduler(threading.Thread):
 
         from mailboxes.tasks import enqueue_due_polls
 
+        analyzed = time.monotonic()
         while True:
             enqueue_due_polls()
+            if self.analyze_every and time.monotonic() - analyzed >= self.analyze_every:
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE")
+                analyzed = time.monotonic()
             if self.stop_event.wait(self.tick):
                 break
         connection.close()
+
+
+def _autovacuum_is_on() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        return bool(cursor.fetchone()[0] == "on")
 
 
 # --- Measuring and printing -----------------------------------------------------------------
@@ -271,6 +209,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--celery-workers", type=int, default=2)
     parser.add_argument("--wait", default="1,3", help="reading time between pages, seconds")
     parser.add_argument("--quick", action="store_true", help="10 recruiters, 15 s, 200 messages")
+    parser.add_argument(
+        "--profile-pages",
+        type=int,
+        metavar="N",
+        default=0,
+        help="after the run, profile each page in this process and print its N costliest calls",
+    )
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
     args = parser.parse_args(argv)
@@ -334,17 +279,21 @@ def main(argv: list[str] | None = None) -> int:
                     cwd=REPO,
                     env=env,
                 )
-                emails, records = _seed(
+                emails, records = seed_load(
                     server=server, recruiters=args.recruiters, candidates=args.candidates
                 )
                 step("seeded")
-                _deliver(server, args.recruiters, args.preload, seed=1)
+                deliver_load(server, args.recruiters, args.preload, seed=1)
                 mailbox_ids = list(Mailbox.objects.values_list("pk", flat=True))
                 for mailbox_id in mailbox_ids:
                     mailbox_poll(mailbox_id=mailbox_id)
                 preloaded = Message.objects.count()
+                autovacuum = _autovacuum_is_on()
+                if not autovacuum:
+                    with connections["default"].cursor() as cursor:
+                        cursor.execute("ANALYZE")
                 step("preloaded")
-                _deliver(server, args.recruiters, args.messages, seed=2)
+                deliver_load(server, args.recruiters, args.messages, seed=2)
                 Mailbox.objects.update(next_poll_at=django.utils.timezone.now())
                 redis.Redis.from_url(args.broker_url).flushdb()
                 connections.close_all()
@@ -416,7 +365,12 @@ def main(argv: list[str] | None = None) -> int:
                     f" Celery workers importing {args.messages:,} messages meanwhile"
                     f" ({preloaded:,} imported before)"
                 )
-                scheduler = _Scheduler(tick=2.0)
+                if not autovacuum:
+                    print(
+                        "(autovacuum is off on this PostgreSQL server: the script runs ANALYZE"
+                        " after the preload and every 60 s, as autovacuum would)"
+                    )
+                scheduler = _Scheduler(tick=2.0, analyze_every=None if autovacuum else 60.0)
                 scheduler.start()
                 timings_path = workdir / "timings.json"
                 started = time.monotonic()
@@ -467,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                     f" workers during the run",
                 )
                 failed = bool(summary["errors"]) or imported_during == 0
+                if args.profile_pages:
+                    _stop(processes)  # the workers and the web app: profile on a quiet machine
+                    pages_profile(email=emails[0], records=records, top=args.profile_pages)
             finally:
                 _stop(processes)
                 connections.close_all()

@@ -186,7 +186,10 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.limit].count()
+        # Only the rows' ids, in no order: the list's per-row columns (the first recipient is
+        # a correlated subquery) and its sort would otherwise run for every counted row, which
+        # made the count cost as much as the page itself (bench/load.py --profile-pages).
+        return self.object_list.order_by().values("pk")[: self.limit].count()
 
     @property
     def capped(self) -> bool:
