@@ -240,3 +240,16 @@ def test_every_hostile_message_imports_and_its_page_runs_and_fetches_nothing(
         for where, name in shown_names
         if any(unicodedata.category(ch) in INVISIBLE for ch in name)
     ] == []
+
+    # "Show images" on the message that hides remote images every way: the <img> sources the
+    # sanitiser kept load (held by the route), and nothing else (srcset, <source>,
+    # backgrounds, <input type=image>, SVG <image>) comes back to life.
+    remote = next(message for message in messages if message.subject.startswith("[H46]"))
+    page.goto(f"{origin}/mail/messages/{remote.pk}/")
+    page.click("text=Show images")
+    page.wait_for_timeout(1000)
+    loaded = {urlsplit(url).path for url in offsite} | {
+        request.split(" ")[1] for request in beacon.requests
+    }
+    assert "/pixel.gif" in loaded
+    assert loaded <= {"/pixel.gif", "/upper.gif", "/picture.gif", "/https-tracker.gif"}, loaded
