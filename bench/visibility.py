@@ -159,7 +159,7 @@ def _measure_page(page: Callable[[], Any], repeat: int, budget_seconds: float) -
 def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Result]:
     """Every page for every viewer at both sizes, and the count a paginator runs (size 0)."""
     from bench.visibility_data import BIG_THREAD_MESSAGES, RECORD_PAGE_MESSAGES
-    from mailboxes.selectors import COUNT_CAP, message_rows
+    from mailboxes.selectors import COUNT_CAP, SEARCH_COUNT_CAP, message_rows
 
     results: list[Result] = []
     for viewer_name, (user, start) in _viewers(landmarks).items():
@@ -177,9 +177,11 @@ def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Resul
                     )
                 )
 
-            def count(narrow: Any = narrow, start: Any = start) -> list:
+            cap = SEARCH_COUNT_CAP if page_name == "search" else COUNT_CAP
+
+            def count(narrow: Any = narrow, start: Any = start, cap: int = cap) -> list:
                 # What the list views' CappedPaginator asks on a first page.
-                return [None] * narrow(start())[: COUNT_CAP + 1].count()
+                return [None] * narrow(start()).order_by().values("pk")[: cap + 1].count()
 
             measured = _measure_page(count, max(5, repeat // 5), budget_seconds)
             results.append(Result(page_name, viewer_name, 0, *measured))

@@ -339,7 +339,7 @@ def _load_messages(
     link = Copier(cursor, MessageLink, ["message_id", "record_id"])
     # The search entries the importer would write, built by the same code (the text here; the
     # vector from it once everything is loaded, see load()).
-    search = Copier(cursor, MessageSearch, ["message_id", "document"])
+    search = Copier(cursor, MessageSearch, ["message_id", "document", "sort_at"])
     addresses, weights = people
     per_mailbox: dict[int, int] = {}
     for start in range(0, count, CHUNK):
@@ -348,7 +348,7 @@ def _load_messages(
         message_rows: list[tuple[Any, ...]] = []
         address_rows: list[tuple[Any, ...]] = []
         link_rows: list[tuple[int, int]] = []
-        search_rows: list[tuple[int, str]] = []
+        search_rows: list[tuple[int, str, datetime]] = []
         for n, index in enumerate(indexes):
             pk, box = index + 1, mailboxes[box_of[index]]
             per_mailbox[box.pk] = per_mailbox.get(box.pk, 0) + 1
@@ -383,7 +383,7 @@ def _load_messages(
                 attachment_names=[],
                 body_text=body,
             )
-            search_rows.append((pk, document_of(fields)))
+            search_rows.append((pk, document_of(fields), at))
             if index in record_page:
                 link_rows.append((pk, 1))
             elif rng.random() < (0.95 if hub else 0.65):

@@ -387,6 +387,9 @@ class MessageSearch(models.Model):
     )
     document = models.TextField(blank=True)
     vector = SearchVectorField(null=True)
+    # The message's sort_at, here so that a search orders its matches without reading the
+    # messages: only the first page's worth of them then meets the visibility rule.
+    sort_at = models.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return f"search entry of message {self.message_id}"

@@ -30,6 +30,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connections, transaction
 
@@ -144,11 +145,11 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
         .values_list("message_id", "filename")
     ):
         files.setdefault(message_id, []).append(filename)
-    rows: list[tuple[int, str]] = []
-    for pk, subject, from_name, from_address, body_text in (
+    rows: list[tuple[int, str, datetime]] = []
+    for pk, subject, from_name, from_address, body_text, sort_at in (
         Message.objects.using(using)
         .filter(pk__in=message_ids)
-        .values_list("pk", "subject", "from_name", "from_address", "body_text")
+        .values_list("pk", "subject", "from_name", "from_address", "body_text", "sort_at")
     ):
         document = document_of(
             message_fields(
@@ -160,26 +161,30 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
                 body_text=body_text,
             )
         )
-        rows.append((pk, document))
+        rows.append((pk, document, sort_at))
     if not rows:
         return 0
     with transaction.atomic(using=using):
         if connections[using].vendor == "postgresql":
             table = MessageSearch._meta.db_table
             # PostgreSQL numbers the lexemes; the text itself is not kept (the vector is the entry).
-            values = ", ".join([f"(%s, '', to_tsvector('{CONFIG}', %s))"] * len(rows))
+            values = ", ".join([f"(%s, '', to_tsvector('{CONFIG}', %s), %s)"] * len(rows))
             with connections[using].cursor() as cursor:
                 # ON CONFLICT: re-indexing a message (a rebuild) replaces its entry.
                 cursor.execute(
-                    f"INSERT INTO {table} (message_id, document, vector) VALUES {values} "  # noqa: S608
-                    "ON CONFLICT (message_id) DO UPDATE SET vector = EXCLUDED.vector",
+                    f"INSERT INTO {table} (message_id, document, vector, sort_at) "  # noqa: S608
+                    f"VALUES {values} ON CONFLICT (message_id) "
+                    "DO UPDATE SET vector = EXCLUDED.vector, sort_at = EXCLUDED.sort_at",
                     [value for row in rows for value in row],
                 )
         else:
             MessageSearch.objects.using(using).bulk_create(
-                [MessageSearch(message_id=pk, document=document) for pk, document in rows],
+                [
+                    MessageSearch(message_id=pk, document=document, sort_at=sort_at)
+                    for pk, document, sort_at in rows
+                ],
                 update_conflicts=True,
                 unique_fields=["message"],
-                update_fields=["document"],
+                update_fields=["document", "sort_at"],
             )
     return len(rows)

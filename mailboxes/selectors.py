@@ -158,18 +158,22 @@ def _first_recipient() -> Subquery:
 
 
 def message_rows(messages: QuerySet[Message], *, user: Any) -> QuerySet[Message]:
-    """``messages`` newest first, with what a list row shows: sender, owner, record chips."""
+    """``messages`` with what a list row shows (sender, owner, record chips), in the order
+    they were given (a search's), else newest first."""
     chips = Record.objects.visible_to(user).order_by("kind", "display_name", "pk")
     return (
         messages.select_related("owner")
         .annotate(first_recipient=_first_recipient())
         .defer(*HEAVY_FIELDS)
         .prefetch_related(Prefetch("records", queryset=chips, to_attr="visible_records"))
-        .order_by("-sort_at", "-pk")
+        .order_by(*(messages.query.order_by or ("-sort_at", "-pk")))
     )
 
 
 COUNT_CAP = 1000
+# A search counts its matches only past the next page ("More than 50 messages match"): each
+# counted match meets the visibility rule, and a common word matches thousands.
+SEARCH_COUNT_CAP = 50
 
 
 class CappedPaginator(Paginator):
@@ -198,16 +202,24 @@ class CappedPaginator(Paginator):
 
     @property
     def count_label(self) -> str:
-        return f"{self.limit - 1:,}+" if self.capped else f"{self.count:,}"
+        return f"{self.count_floor:,}+" if self.capped else f"{self.count:,}"
+
+    @property
+    def count_floor(self) -> int:
+        """When capped: there are more than this many."""
+        return self.limit - 1
 
 
-def page_of(messages: QuerySet[Message], *, user: Any, number: Any) -> Page:
-    """One page of ``messages`` as list rows; a missing or malformed number gives a valid page."""
+def page_of(
+    messages: QuerySet[Message], *, user: Any, number: Any, count_cap: int = COUNT_CAP
+) -> Page:
+    """One page of ``messages`` as list rows; a missing or malformed number gives a valid page.
+    Rows are counted up to ``count_cap`` or just past the page, whichever is further."""
     try:
         wanted = max(1, min(int(number), 1_000_000))
     except (TypeError, ValueError):
         wanted = 1
-    limit = max(COUNT_CAP, (wanted + 1) * PAGE_SIZE) + 1
+    limit = max(count_cap, (wanted + 1) * PAGE_SIZE) + 1
     return CappedPaginator(message_rows(messages, user=user), PAGE_SIZE, limit=limit).get_page(
         number
     )

@@ -32,6 +32,10 @@ def index_search_vectors(apps, schema_editor):
         "CREATE INDEX IF NOT EXISTS messagesearch_vector_gin "
         "ON mailboxes_messagesearch USING gin (vector)"
     )
+    # Vectors over 128 bytes go to the TOAST table (the default starts at 2 KB): a search reads
+    # the heap rows of its matches for their sort_at, and rows of a few dozen bytes keep the
+    # whole heap in memory where rows carrying their vectors would not fit.
+    schema_editor.execute("ALTER TABLE mailboxes_messagesearch SET (toast_tuple_target = 128)")
 
 
 def drop_search_vector_index(apps, schema_editor):
@@ -41,7 +45,6 @@ def drop_search_vector_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("mailboxes", "0003_message_search_indexes"),
     ]
@@ -62,6 +65,7 @@ class Migration(migrations.Migration):
                 ),
                 ("document", models.TextField(blank=True)),
                 ("vector", django.contrib.postgres.search.SearchVectorField(null=True)),
+                ("sort_at", models.DateTimeField(null=True)),
             ],
         ),
         migrations.RunPython(index_search_vectors, drop_search_vector_index),

@@ -436,20 +436,15 @@ def test_long_folders_count_only_as_far_as_needed(team: Team, settings) -> None:
     mailbox = MailboxFactory(owner=team.owner)
     for _ in range(60):
         MessageFactory(owner=team.owner, mailbox=mailbox)
-    original = selectors.COUNT_CAP
-    selectors.COUNT_CAP = 30
-    try:
-        page = selectors.page_of(
-            Message.objects.visible_to(team.owner), user=team.owner, number="1"
-        )
-        assert page.paginator.capped and page.paginator.count_label == "50+" and page.has_next()
-        deep = selectors.page_of(
-            Message.objects.visible_to(team.owner), user=team.owner, number="2"
-        )
-        assert deep.number == 2 and deep.has_next()
-        last = selectors.page_of(
-            Message.objects.visible_to(team.owner), user=team.owner, number="3"
-        )
-        assert not last.paginator.capped and not last.has_next() and len(last.object_list) == 10
-    finally:
-        selectors.COUNT_CAP = original
+    page = selectors.page_of(
+        Message.objects.visible_to(team.owner), user=team.owner, number="1", count_cap=30
+    )
+    assert page.paginator.capped and page.paginator.count_label == "50+" and page.has_next()
+    deep = selectors.page_of(
+        Message.objects.visible_to(team.owner), user=team.owner, number="2", count_cap=30
+    )
+    assert deep.number == 2 and deep.has_next()
+    last = selectors.page_of(
+        Message.objects.visible_to(team.owner), user=team.owner, number="3", count_cap=30
+    )
+    assert not last.paginator.capped and not last.has_next() and len(last.object_list) == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,26 @@ def test_postgresql_keeps_the_lexemes_built_in_python() -> None:
         cursor.execute("SELECT tsvector_to_array(to_tsvector('simple', %s))", [document])
         stored = set(cursor.fetchone()[0])
     assert stored == set(document.split())
+
+
+def test_many_matches_newest_first_counted_past_the_next_page(team: Team, mailbox: Mailbox) -> None:
+    now = timezone.now()
+    for n in range(60):
+        MessageFactory(
+            owner=team.owner,
+            mailbox=mailbox,
+            subject=f"Kubernetes role {n}",
+            sort_at=now - timedelta(minutes=n),
+        )
+    client = team.client_for(team.owner)
+    first = client.get(reverse("mail:search"), {"q": "kubernetes"})
+    assert [m.subject for m in first.context["page"]][:2] == [
+        "Kubernetes role 0",
+        "Kubernetes role 1",
+    ]
+    assert "More than 50 messages match" in first.content.decode()
+    last = client.get(reverse("mail:search"), {"q": "kubernetes", "page": "3"})
+    assert [m.subject for m in last.context["page"]] == [
+        f"Kubernetes role {n}" for n in range(50, 60)
+    ]
+    assert "60 messages match" in last.content.decode()
