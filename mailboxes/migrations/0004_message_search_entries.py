@@ -32,9 +32,9 @@ def index_search_vectors(apps, schema_editor):
         "CREATE INDEX IF NOT EXISTS messagesearch_vector_gin "
         "ON mailboxes_messagesearch USING gin (vector)"
     )
-    # Vectors over 128 bytes go to the TOAST table (the default starts at 2 KB): a search reads
-    # the heap rows of its matches for their sort_at, and rows of a few dozen bytes keep the
-    # whole heap in memory where rows carrying their vectors would not fit.
+    # A row over 2 KB (the vector of most real mail) is toasted down to 128 bytes, not to the
+    # default 2 KB: a search reads the heap rows of its matches for their sort_at, and small
+    # rows keep that heap in memory.
     schema_editor.execute("ALTER TABLE mailboxes_messagesearch SET (toast_tuple_target = 128)")
 
 
