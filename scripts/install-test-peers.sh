@@ -4,7 +4,9 @@
 #   - Chromium and chromedriver, for the browser tests;
 #   - openssl, handy for debugging TLS by hand (the tests build certificates in Python);
 #   - gettext, whose xgettext the translation test uses to find every translatable string;
-#   - fonts-noto-cjk, so that Chromium draws Japanese in screenshots instead of empty boxes.
+#   - fonts-noto-cjk, so that Chromium draws Japanese in screenshots instead of empty boxes;
+#   - docker-compose, which validates docker-compose.yml (tests/project/test_compose.py) where
+#     the Compose v2 plugin (`docker compose`) is not installed: Debian 12 packages only v1.
 #
 # Contract: idempotent and fast when everything is already installed (one dpkg-query,
 # no network); runs as root without a terminal; never leaves a system Dovecot daemon
@@ -12,7 +14,7 @@
 # system one would only be an unconfigured surprise on a CI machine.
 set -euo pipefail
 
-PACKAGES=(dovecot-core dovecot-pop3d openssl chromium chromium-driver gettext fonts-noto-cjk)
+PACKAGES=(dovecot-core dovecot-pop3d openssl chromium chromium-driver gettext fonts-noto-cjk docker-compose)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "install-test-peers.sh: must run as root (it uses apt-get)" >&2
