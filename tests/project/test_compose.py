@@ -70,12 +70,8 @@ def test_compose_file_validates_and_runs_the_documented_commands(tmp_path: Path)
     readme = (ROOT / "README.md").read_text()
     assert "celery -A recruitmail worker" in readme and "celery -A recruitmail beat" in readme
     assert "recruitmail.wsgi:application" in (ROOT / "bench" / "load.py").read_text()
-    assert (
-        '"celery",\n                "-A",\n                "recruitmail",\n                "worker"'
-        in (ROOT / "tests" / "peers" / "celery_worker.py")
-        .read_text()
-        .replace('"-m",\n                "celery"', '"celery"')
-    )
+    started_by_tests = (ROOT / "tests" / "peers" / "celery_worker.py").read_text()
+    assert all(f'"{word}",' in started_by_tests for word in ("celery", "recruitmail", "worker"))
 
     # Every long-running service has a health check; the one-off migration has none.
     for name in ("db", "redis", "web", "worker", "scheduler"):
