@@ -159,7 +159,7 @@ def _measure_page(page: Callable[[], Any], repeat: int, budget_seconds: float) -
 def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Result]:
     """Every page for every viewer at both sizes, and the count a paginator runs (size 0)."""
     from bench.visibility_data import BIG_THREAD_MESSAGES, RECORD_PAGE_MESSAGES
-    from mailboxes.selectors import COUNT_CAP, SEARCH_COUNT_CAP, message_rows
+    from mailboxes.selectors import COUNT_CAP, message_rows
 
     results: list[Result] = []
     for viewer_name, (user, start) in _viewers(landmarks).items():
@@ -177,11 +177,12 @@ def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Resul
                     )
                 )
 
-            cap = SEARCH_COUNT_CAP if page_name == "search" else COUNT_CAP
+            if page_name == "search":
+                continue  # the search page counts nothing (PeekPaginator)
 
-            def count(narrow: Any = narrow, start: Any = start, cap: int = cap) -> list:
+            def count(narrow: Any = narrow, start: Any = start) -> list:
                 # What the list views' CappedPaginator asks on a first page.
-                return [None] * narrow(start()).order_by().values("pk")[: cap + 1].count()
+                return [None] * narrow(start()).order_by().values("pk")[: COUNT_CAP + 1].count()
 
             measured = _measure_page(count, max(5, repeat // 5), budget_seconds)
             results.append(Result(page_name, viewer_name, 0, *measured))
@@ -221,9 +222,13 @@ def print_report(results: list[Result]) -> None:
     lists = [r for r in results if r.viewer != "no rule" and r.size]
     counts = {(r.page, r.viewer): r for r in results if not r.size}
     slow = [r for r in lists if r.p95_ms >= TARGET_P95_MS]
-    slow_with_count = [
-        r for r in lists if r.p95_ms + counts[(r.page, r.viewer)].p95_ms >= TARGET_P95_MS
-    ]
+
+    def with_count(r: Result) -> float:
+        """The page's p95 plus its count's (search counts nothing)."""
+        counted = counts.get((r.page, r.viewer))
+        return r.p95_ms + (counted.p95_ms if counted else 0.0)
+
+    slow_with_count = [r for r in lists if with_count(r) >= TARGET_P95_MS]
     costly = [r for r in lists if r.viewer != "owner" and (r.ratio or 0) > TARGET_RATIO]
     query_counts: dict[tuple[str, str], set[int]] = {}
     for r in results:
@@ -245,12 +250,7 @@ def print_report(results: list[Result]) -> None:
     )
     print(
         f"  p95 under {TARGET_P95_MS:.0f} ms per page, rows + count: "
-        + verdict(
-            [
-                named(r, f"{r.p95_ms + counts[(r.page, r.viewer)].p95_ms:.0f} ms")
-                for r in slow_with_count
-            ]
-        )
+        + verdict([named(r, f"{with_count(r):.0f} ms") for r in slow_with_count])
     )
     print(f"  same query count at {PAGE_SIZES[0]} and {PAGE_SIZES[1]}: " + verdict(uneven))
     print(

@@ -88,12 +88,7 @@ def client_folder(request: HttpRequest) -> HttpResponse:
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
     found = selectors.search_messages(user=request.user, text=query)
-    page = selectors.page_of(
-        found,
-        user=request.user,
-        number=request.GET.get("page"),
-        count_cap=selectors.SEARCH_COUNT_CAP,
-    )
+    page = selectors.peek_page_of(found, user=request.user, number=request.GET.get("page"))
     context = {"folder": "search", "title": _("Search"), "query": query, "page": page}
     return render(request, LIST_TEMPLATE, context)
 

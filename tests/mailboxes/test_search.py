@@ -231,9 +231,13 @@ def test_many_matches_newest_first_counted_past_the_next_page(team: Team, mailbo
         "Kubernetes role 0",
         "Kubernetes role 1",
     ]
-    assert "More than 50 messages match" in first.content.decode()
+    assert "More than 25 messages match" in first.content.decode()
+    assert first.context["page"].has_next() and not first.context["page"].has_previous()
     last = client.get(reverse("mail:search"), {"q": "kubernetes", "page": "3"})
     assert [m.subject for m in last.context["page"]] == [
         f"Kubernetes role {n}" for n in range(50, 60)
     ]
     assert "60 messages match" in last.content.decode()
+    assert last.context["page"].has_previous() and not last.context["page"].has_next()
+    beyond = client.get(reverse("mail:search"), {"q": "kubernetes", "page": "9"})
+    assert beyond.status_code == 200 and list(beyond.context["page"]) == []
