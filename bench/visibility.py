@@ -19,8 +19,8 @@ and without the rule ("no rule": the organisation's messages, the baseline):
 
 Each page is a page size (25 and 100) of messages without their bodies, with their records
 prefetched for the record chips: what a list view will load; and "count", the count the list
-views' paginator runs (``CappedPaginator``: it counts no further than 1,001 rows, shown as
-"1,000+"). Server time is the time to run the
+views' paginator runs (``CappedPaginator``: it counts no further than 201 rows, shown as
+"200+"). Server time is the time to run the
 page's queries and build its objects (``list(queryset)``), repeated (``--repeat``, after one
 warm-up run) and reported as p50/p95; queries are counted with ``connection.execute_wrapper``.
 "x no rule" is the page's p95 divided by the same page's p95 without the rule.
@@ -159,7 +159,8 @@ def _measure_page(page: Callable[[], Any], repeat: int, budget_seconds: float) -
 def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Result]:
     """Every page for every viewer at both sizes, and the count a paginator runs (size 0)."""
     from bench.visibility_data import BIG_THREAD_MESSAGES, RECORD_PAGE_MESSAGES
-    from mailboxes.selectors import COUNT_CAP, message_rows
+    from mailboxes.selectors import message_rows
+    from recruitmail.pagination import COUNT_CAP
 
     results: list[Result] = []
     for viewer_name, (user, start) in _viewers(landmarks).items():

@@ -30,6 +30,7 @@ from mailboxes.models import (
 )
 from mailboxes.search import messages_matching
 from records.models import Record, RecordKind
+from recruitmail.pagination import COUNT_CAP, capped_page, wanted_page
 from sharing.models import Permission
 
 PAGE_SIZE = 25
@@ -170,45 +171,6 @@ def message_rows(messages: QuerySet[Message], *, user: Any) -> QuerySet[Message]
     )
 
 
-# Lists count their rows up to here ("More than 200"): counting reads every counted row through
-# the visibility rule, 25-35 ms for 1,000 at a million messages (bench/visibility.py).
-COUNT_CAP = 200
-
-
-class CappedPaginator(Paginator):
-    """A paginator that counts no further than it needs.
-
-    An exact COUNT over everything a user may see reads every visible row (seconds at a
-    million messages, bench/visibility.py); counting up to a limit reads at most that many.
-    The limit is past the requested page, so "next" works as deep as anyone pages.
-    """
-
-    def __init__(self, object_list: Any, per_page: int, *, limit: int) -> None:
-        super().__init__(object_list, per_page)
-        self.limit = limit
-
-    @cached_property
-    def count(self) -> int:
-        # Only the rows' ids, in no order: the list's per-row columns (the first recipient is
-        # a correlated subquery) and its sort would otherwise run for every counted row, which
-        # made the count cost as much as the page itself (bench/load.py --profile-pages).
-        return self.object_list.order_by().values("pk")[: self.limit].count()
-
-    @property
-    def capped(self) -> bool:
-        """True when there are more rows than were counted (show "1,000+", not a total)."""
-        return self.count >= self.limit
-
-    @property
-    def count_label(self) -> str:
-        return f"{self.count_floor:,}+" if self.capped else f"{self.count:,}"
-
-    @property
-    def count_floor(self) -> int:
-        """When capped: there are more than this many."""
-        return self.limit - 1
-
-
 class PeekPaginator(Paginator):
     """Pages without counting: a page fetches one row more than it shows, which says whether
     another page follows. For search, where each counted match would cost as much as the page
@@ -240,16 +202,9 @@ class PeekPaginator(Paginator):
         return self._get_page(self.rows[: self.per_page], self.wanted, self)
 
 
-def _wanted_page(number: Any) -> int:
-    try:
-        return max(1, min(int(number), 1_000_000))
-    except (TypeError, ValueError):
-        return 1
-
-
 def peek_page_of(messages: QuerySet[Message], *, user: Any, number: Any) -> Page:
     """One page of ``messages`` as list rows, not counted (see ``PeekPaginator``)."""
-    wanted = _wanted_page(number)
+    wanted = wanted_page(number)
     return PeekPaginator(message_rows(messages, user=user), PAGE_SIZE, number=wanted).page(wanted)
 
 
@@ -258,10 +213,8 @@ def page_of(
 ) -> Page:
     """One page of ``messages`` as list rows; a missing or malformed number gives a valid page.
     Rows are counted up to ``count_cap`` or just past the page, whichever is further."""
-    wanted = _wanted_page(number)
-    limit = max(count_cap, (wanted + 1) * PAGE_SIZE) + 1
-    return CappedPaginator(message_rows(messages, user=user), PAGE_SIZE, limit=limit).get_page(
-        number
+    return capped_page(
+        message_rows(messages, user=user), per_page=PAGE_SIZE, number=number, count_cap=count_cap
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +16,7 @@ from records.access import member_required, membership_of
 from records.forms import RECORD_FORMS
 from records.models import Candidate, Client, Contact, Record, RecordAddress, RecordKind
 from records.services import AddressTaken, record_save
+from recruitmail.pagination import capped_page
 
 PAGE_SIZE = 25
 RECORD_MODELS: dict[str, type[Client] | type[Contact] | type[Candidate]] = {
@@ -27,7 +28,7 @@ RECORD_MODELS: dict[str, type[Client] | type[Contact] | type[Candidate]] = {
 
 def paginate(request: HttpRequest, queryset: QuerySet[Any], per_page: int = PAGE_SIZE) -> Page:
     """A page of ``queryset``; a missing, malformed or too-large page number gives a valid page."""
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+    return capped_page(queryset, per_page=per_page, number=request.GET.get("page"))
 
 
 def _records_for(request: HttpRequest, kind: str) -> QuerySet[Any]:

@@ -194,3 +194,16 @@ def test_japanese_names_are_shown_family_name_first(team: Team) -> None:
         organization=team.organization, owner=team.owner, first_name="Emily", last_name="Clark"
     )
     assert (japanese.display_name, western.display_name) == ("山田 太郎", "Emily Clark")
+
+
+def test_long_record_lists_count_only_as_far_as_needed(team: Team) -> None:
+    """A list of 100,000 candidates counts up to a cap, not to the end (recruitmail.pagination)."""
+    from recruitmail.pagination import capped_page
+
+    for n in range(30):
+        CandidateFactory(organization=team.organization, owner=team.owner, first_name=f"C{n:02}")
+    page = capped_page(Candidate.objects.order_by("pk"), per_page=10, number="1", count_cap=15)
+    assert page.paginator.capped and page.paginator.count_label == "20+" and page.has_next()
+    last = capped_page(Candidate.objects.order_by("pk"), per_page=10, number="3", count_cap=15)
+    assert not last.paginator.capped and not last.has_next() and len(last.object_list) == 10
+    assert capped_page(Candidate.objects.all(), per_page=10, number="x").number == 1
