@@ -71,6 +71,8 @@ class Round:
     unfinished: int = 0
     arrived: int = 0
     imported: int = 0
+    messages_failed: int = 0
+    errors: set[str] = field(default_factory=set)
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -285,8 +287,11 @@ def _measure(result: Round, due_at: dict[int, datetime], interval: int) -> None:
 
     reports: dict[int, list[dict[str, Any]]] = {}
     for report in PollReport.objects.order_by("started_at").values(
-        "mailbox_id", "started_at", "finished_at", "outcome"
+        "mailbox_id", "started_at", "finished_at", "outcome", "failed", "error_message"
     ):
+        result.messages_failed += report["failed"]
+        if report["error_message"]:
+            result.errors.add(report["error_message"][:200])
         reports.setdefault(report["mailbox_id"], []).append(report)
     window_end = result.ended
     for mailbox_id, first_due in due_at.items():
@@ -356,6 +361,11 @@ def _problems(results: list[Round]) -> list[str]:
             problems.append(f"{result.workers} workers: two polls at once: {overlap}")
         if result.failed:
             problems.append(f"{result.workers} workers: {result.failed} polls failed")
+        if result.messages_failed:
+            problems.append(
+                f"{result.workers} workers: {result.messages_failed} messages failed to import:"
+                f" {'; '.join(sorted(result.errors)[:3])}"
+            )
         if result.unfinished:
             problems.append(f"{result.workers} workers: {result.unfinished} polls never finished")
     return problems
