@@ -155,11 +155,20 @@ def _summary(timings: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
             key = f"{item['name']}: {item['error']}"
             errors[key] = errors.get(key, 0) + 1
     pages = [t["ms"] for t in timings if t["name"] not in SIGN_IN]
+    # The first seconds are the recruiters signing in (a password hash each, ~0.5 s of CPU):
+    # the pages requested once every sign-in has ended show the steady state.
+    signed_in = max((t["end"] for t in timings if t["name"] == "sign in"), default=0.0)
+    steady = [
+        t["ms"]
+        for t in timings
+        if t["name"] not in SIGN_IN and t["end"] - t["ms"] / 1000 > signed_in
+    ]
     return {
         "seconds": seconds,
         "requests": len(timings),
         "by_name": by_name,
         "pages": pages,
+        "steady": steady,
         "all": [t["ms"] for t in timings],
         "errors": errors,
     }
@@ -183,15 +192,20 @@ def _print(summary: dict[str, Any], import_note: str) -> None:
     for name in sorted(summary["by_name"]):
         print(_line(name, summary["by_name"][name]))
     print(_line("all pages (sign-in excluded)", summary["pages"]))
+    print(_line("pages after the last sign-in", summary["steady"]))
     print(_line("all requests", summary["all"]))
     for error, count in sorted(summary["errors"].items()):
         print(f"error: {count} x {error}")
     print(import_note)
-    p95 = _percentile(summary["pages"], 0.95)
-    verdict = "holds" if p95 < TARGET_P95_MS else f"MISSED by {p95 - TARGET_P95_MS:.0f} ms"
+
+    def verdict(p95: float) -> str:
+        return "holds" if p95 < TARGET_P95_MS else f"MISSED by {p95 - TARGET_P95_MS:.0f} ms"
+
+    p95, steady_p95 = _percentile(summary["pages"], 0.95), _percentile(summary["steady"], 0.95)
     print(
         f"== Targets: zero errors: {error_count} -> {'holds' if not error_count else 'MISSED'};"
-        f" p95 of pages under {TARGET_P95_MS} ms: {p95:.0f} ms -> {verdict}"
+        f" p95 of pages under {TARGET_P95_MS} ms: {p95:.0f} ms -> {verdict(p95)}"
+        f" (after the last sign-in: {steady_p95:.0f} ms -> {verdict(steady_p95)})"
     )
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,12 @@ _TIMINGS: list[dict[str, Any]] = []
 @events.request.add_listener
 def _keep_timing(name: str, response_time: float, exception: Any, **kwargs: Any) -> None:
     _TIMINGS.append(
-        {"name": name, "ms": response_time, "error": str(exception)[:200] if exception else ""}
+        {
+            "name": name,
+            "ms": response_time,
+            "error": str(exception)[:200] if exception else "",
+            "end": time.time(),
+        }
     )
 
 
