@@ -127,7 +127,7 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
     the moment it is visible, and a rolled-back import leaves no entry behind. Three reads
     (messages, correspondents, attachment names) and one write per call, whatever its size.
     """
-    from mailboxes.models import Attachment, Message, MessageAddress, MessageSearch
+    from mailboxes.models import Attachment, Message, MessageAddress
 
     if not message_ids:
         return 0
@@ -145,7 +145,7 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
         .values_list("message_id", "filename")
     ):
         files.setdefault(message_id, []).append(filename)
-    rows: list[tuple[int, str, datetime]] = []
+    entries: list[tuple[int, str, datetime]] = []
     for pk, subject, from_name, from_address, body_text, sort_at in (
         Message.objects.using(using)
         .filter(pk__in=message_ids)
@@ -161,7 +161,18 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
                 body_text=body_text,
             )
         )
-        rows.append((pk, document, sort_at))
+        entries.append((pk, document, sort_at))
+    return search_entries_write(entries=entries, using=using)
+
+
+def search_entries_write(
+    *, entries: Sequence[tuple[int, str, datetime]], using: str = "default"
+) -> int:
+    """Write (or rewrite) search entries, each (message id, ``document_of`` its fields, its
+    sort_at), in one statement; for a caller that holds the messages already (the importer)."""
+    from mailboxes.models import MessageSearch
+
+    rows = list(entries)
     if not rows:
         return 0
     with transaction.atomic(using=using):

@@ -34,7 +34,7 @@ from mailboxes.models import (
     Thread,
 )
 from mailboxes.parsing import Correspondent, ParsedMessage
-from mailboxes.search_index import message_search_index
+from mailboxes.search_index import document_of, message_fields, search_entries_write
 from records.models import Contact, RecordAddress, RecordKind
 
 logger = logging.getLogger(__name__)
@@ -303,7 +303,32 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
         MessageAddress.objects.bulk_create(addresses)
         MessageLink.objects.bulk_create(links, ignore_conflicts=True)
         Attachment.objects.bulk_create(attachments)
-        message_search_index(message_ids=outcome.message_pks)
+        # Search entries from what is in hand (no reading back of the bodies just written).
+        correspondents: dict[int, list[tuple[str, str]]] = {}
+        for row in addresses:
+            correspondents.setdefault(row.message.pk, []).append((row.name, row.address))
+        file_names: dict[int, list[str]] = {}
+        for attachment in attachments:
+            file_names.setdefault(attachment.message.pk, []).append(attachment.filename)
+        search_entries_write(
+            entries=[
+                (
+                    message.pk,
+                    document_of(
+                        message_fields(
+                            subject=message.subject,
+                            from_name=message.from_name,
+                            from_address=message.from_address,
+                            correspondents=correspondents.get(message.pk, []),
+                            attachment_names=file_names.get(message.pk, []),
+                            body_text=message.body_text,
+                        )
+                    ),
+                    message.sort_at,
+                )
+                for _incoming, message in to_create
+            ]
+        )
 
         _record_server_rows(mailbox, server_rows, seen_digests, now)
     return outcome

@@ -13,7 +13,12 @@ from django.utils import timezone
 
 from mailboxes.models import AddressRole, Mailbox, Message, MessageSearch
 from mailboxes.search import messages_matching, search_terms
-from mailboxes.search_index import MAX_DOCUMENT_CHARACTERS, document_of, tokens
+from mailboxes.search_index import (
+    MAX_DOCUMENT_CHARACTERS,
+    document_of,
+    message_search_index,
+    tokens,
+)
 from records.models import User
 from sharing.models import Permission
 from tests.conftest import Team
@@ -199,6 +204,15 @@ def test_every_import_path_writes_the_search_entry(team: Team, mailbox: Mailbox)
     assert outcome.imported == 1
     assert _found(team, team.owner, "面接 kube") == ["面接の日程"]
     assert _found(team, team.owner, "山田") == ["面接の日程"]
+    # The importer builds the entry from what it holds; a rebuild from the database agrees.
+    entry = MessageSearch.objects.get(message_id=outcome.message_pks[0])
+    message_search_index(message_ids=outcome.message_pks)
+    rebuilt = MessageSearch.objects.get(message_id=outcome.message_pks[0])
+    assert (rebuilt.document, rebuilt.vector, rebuilt.sort_at) == (
+        entry.document,
+        entry.vector,
+        entry.sort_at,
+    )
 
 
 @on_postgresql
