@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.database import recreate_database  # noqa: E402 (after the path is set)
+from bench.database import recreate_database, worker_environment  # noqa: E402 (after the path is set)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_bench"
 QUICK_MESSAGES = 300
@@ -555,22 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="recruitmail-bench-"))
     try:
         with DovecotServer(workdir / "dovecot", cert="valid") as server:
-            env = {
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "recruitmail.settings",
-                "DATABASE_URL": args.database_url,
-                "DEBUG": "false",
-                "SECRET_KEY": "bench-secret-key-not-for-production",
-                "FERNET_KEYS": "Lk0x0s3Qd9gIWQpk3cS0u8Eo7JmK4sm3nQwl8mrhXnY=",
-                "MAIL_HOSTS_ALLOW_LOOPBACK": "true",
-                "MAIL_CA_FILE": str(server.ca_file),
-                "MAIL_STORE_DIR": str(workdir / "mailstore"),
-                "RECRUITMAIL_DATA_DIR": str(workdir / "data"),
-                "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
-                ),
-            }
+            env = worker_environment(
+                database_url=args.database_url,
+                ca_file=server.ca_file,
+                workdir=workdir,
+                name="ingest",
+            )
             os.environ.update(env)
             import django
 

@@ -45,13 +45,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.database import drop_database, recreate_database  # noqa: E402
+from bench.database import drop_database, recreate_database, worker_environment  # noqa: E402
 from bench.load_data import PASSWORD, deliver_load, seed_load  # noqa: E402
 from bench.page_profile import pages_profile  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_loadbench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/12"
-FERNET_KEY = "Lk0x0s3Qd9gIWQpk3cS0u8Eo7JmK4sm3nQwl8mrhXnY="
 TARGET_P95_MS = 300
 SEARCH_WORDS = [
     "interview",
@@ -253,23 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
     try:
         with DovecotServer(workdir / "dovecot", cert="valid") as server:
-            env = {
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "recruitmail.settings",
-                "DATABASE_URL": args.database_url,
-                "CELERY_BROKER_URL": args.broker_url,
-                "DEBUG": "false",
-                "SECRET_KEY": "load-bench-secret-key-not-for-production",
-                "FERNET_KEYS": FERNET_KEY,
-                "MAIL_HOSTS_ALLOW_LOOPBACK": "true",
-                "MAIL_CA_FILE": str(server.ca_file),
-                "MAIL_STORE_DIR": str(workdir / "mailstore"),
-                "RECRUITMAIL_DATA_DIR": str(workdir / "data"),
-                "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
-                ),
-            }
+            env = worker_environment(
+                database_url=args.database_url,
+                ca_file=server.ca_file,
+                workdir=workdir,
+                name="load",
+                CELERY_BROKER_URL=args.broker_url,
+            )
             os.environ.update(env)
             import django
 

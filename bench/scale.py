@@ -49,12 +49,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.database import drop_database, recreate_database  # noqa: E402
+from bench.database import drop_database, recreate_database, worker_environment  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_scalebench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/14"
 POP3_PASSWORD = "scale-bench-pop3-password"  # noqa: S105 -- a throwaway account on a private server
-FERNET_KEY = "Lk0x0s3Qd9gIWQpk3cS0u8Eo7JmK4sm3nQwl8mrhXnY="
 
 
 @dataclass
@@ -416,24 +415,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with DovecotServer(workdir / "dovecot", cert="valid") as server:
-            env = {
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "recruitmail.settings",
-                "DATABASE_URL": args.database_url,
-                "CELERY_BROKER_URL": args.broker_url,
-                "DEBUG": "false",
-                "SECRET_KEY": "scale-bench-secret-key-not-for-production",
-                "FERNET_KEYS": FERNET_KEY,
-                "MAIL_HOSTS_ALLOW_LOOPBACK": "true",
-                "MAIL_CA_FILE": str(server.ca_file),
-                "MAIL_STORE_DIR": str(workdir / "mailstore"),
-                "RECRUITMAIL_DATA_DIR": str(workdir / "data"),
-                # The workers log at INFO all the same (celery's --loglevel), to their files.
-                "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
-                ),
-            }
+            # The workers log at INFO all the same (celery's --loglevel), to their files.
+            env = worker_environment(
+                database_url=args.database_url,
+                ca_file=server.ca_file,
+                workdir=workdir,
+                name="scale",
+                CELERY_BROKER_URL=args.broker_url,
+            )
             os.environ.update(env)
             import django
 
