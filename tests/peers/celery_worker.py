@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def _database_url() -> str:
         return f"sqlite:///{settings['NAME']}"
     auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
     return f"postgres://{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
+def _wait_until_ready(worker: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:  # type: ignore[type-arg]
+    """Return once the worker says it is ready: it has declared its queue and its binding (on
+    the filesystem broker, the exchange table that routes a published task to the queue), so
+    nothing the test publishes next can be routed before there is anyone to route it to."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if " ready." in log_path.read_text(errors="replace"):
+            return
+        if worker.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -62,6 +77,7 @@ def celery_worker_process(mail_settings, tmp_path: Path) -> Iterator[subprocess.
             stderr=subprocess.STDOUT,
         )
         try:
+            _wait_until_ready(worker, log_path)
             yield worker
         finally:
             worker.terminate()

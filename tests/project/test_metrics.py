@@ -41,7 +41,8 @@ def _scrape(client: HttpClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 def _filesystem_broker(folder: Path) -> Celery:
     """A Celery app on its own filesystem broker folder: the test run's broker may be Redis,
     and a worker of another test must not take the task this test counts."""
-    app = Celery("metrics-test", broker="filesystem://")
+    # Not the current app: shared tasks of later tests must keep publishing on the run's broker.
+    app = Celery("metrics-test", broker="filesystem://", set_as_current=False)
     app.conf.broker_transport_options = {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
@@ -162,7 +163,7 @@ def test_queue_depth_on_redis_counts_every_priority_list() -> None:
         pytest.skip(f"no Redis at {url}")
     # A queue of its own, so that nothing else on this Redis takes or adds to it.
     queue = f"metrics-test-{uuid.uuid4().hex}"
-    app = Celery("metrics-test", broker=url)
+    app = Celery("metrics-test", broker=url, set_as_current=False)
     app.conf.task_default_queue = queue
     try:
         app.send_task("mailboxes.poll_mailbox", args=[1])
