@@ -38,9 +38,11 @@ def _scrape(client: HttpClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     }
 
 
-def _filesystem_broker(folder: Path) -> Celery:
+def _filesystem_broker(folder: Path, monkeypatch: Any) -> Celery:
     """A Celery app on its own filesystem broker folder: the test run's broker may be Redis,
-    and a worker of another test must not take the task this test counts."""
+    and a worker of another test must not take the task this test counts. (Celery prefers the
+    CELERY_BROKER_URL environment variable, which CI sets, to the app's own broker: unset it.)"""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     # Not the current app: shared tasks of later tests must keep publishing on the run's broker.
     app = Celery("metrics-test", broker="filesystem://", set_as_current=False)
     app.conf.broker_transport_options = {
@@ -111,7 +113,7 @@ def test_metrics_counts_imports_failures_mailboxes_lag_and_queue(
     MessageFactory(owner=team.teammate, origin=MessageOrigin.HUB)
 
     # One poll waiting on a filesystem broker.
-    broker = _filesystem_broker(tmp_path / "broker")
+    broker = _filesystem_broker(tmp_path / "broker", monkeypatch)
     broker.send_task("mailboxes.poll_mailbox", args=[due.pk])
     monkeypatch.setattr(metrics, "celery_app", broker)
 
@@ -147,7 +149,7 @@ def test_oldest_due_lag_is_zero_when_nothing_is_due(
 ) -> None:
     settings.METRICS_TOKEN = TOKEN
     MailboxFactory(owner=team.owner, next_poll_at=timezone.now() + timedelta(minutes=1))
-    monkeypatch.setattr(metrics, "celery_app", _filesystem_broker(tmp_path / "broker"))
+    monkeypatch.setattr(metrics, "celery_app", _filesystem_broker(tmp_path / "broker", monkeypatch))
     figures = _scrape(client)
     assert figures[("recruitmail_oldest_due_poll_lag_seconds", ())] == 0
     assert figures[("recruitmail_queue_depth", (("queue", "celery"),))] == 0
