@@ -79,3 +79,37 @@ def worker_environment(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         **extra,
     }
+
+
+def bench_mailbox_create(
+    *,
+    owner: Any,
+    user: str,
+    host: str,
+    port: int,
+    email_address: str,
+    password: str,
+    name: str = "Work",
+    **options: Any,
+) -> Any:
+    """An active mailbox of ``owner`` on a benchmark's private Dovecot (POP3S as ``user``),
+    made through the same service as the settings page; ``options`` go to ``mailbox_create``
+    (a sharing permission, say)."""
+    from mailboxes.services import mailbox_create
+
+    return mailbox_create(
+        owner=owner,
+        settings_data={
+            "name": name,
+            "email_address": email_address,
+            "pop3_host": host,
+            "pop3_port": port,
+            "pop3_security": "ssl",
+            "pop3_username": user,
+            "smtp_host": host,
+            "smtp_port": 465,
+        },
+        pop3_password=password,
+        make_active=True,
+        **options,
+    )

@@ -248,7 +248,7 @@ def _run_worker(kind: str, spec: dict[str, Any], env: dict[str, str]) -> dict[st
 
 def _seed(*, host: str, port: int, user: str, pool: Any) -> int:
     """Organisation, owner, mailbox and the pool's records; return the mailbox id."""
-    from mailboxes.services import mailbox_create
+    from bench.database import bench_mailbox_create
     from records.models import Candidate, Client, Contact
     from records.services import organization_create, record_save
 
@@ -275,20 +275,14 @@ def _seed(*, host: str, port: int, user: str, pool: Any) -> int:
                 addresses=[address],
                 organization=organization,
             )
-    mailbox = mailbox_create(
+    mailbox = bench_mailbox_create(
         owner=owner,
-        settings_data={
-            "name": "Bench",
-            "email_address": "owner@agency.example",
-            "pop3_host": host,
-            "pop3_port": port,
-            "pop3_security": "ssl",
-            "pop3_username": user,
-            "smtp_host": host,
-            "smtp_port": 465,
-        },
-        pop3_password=POP3_PASSWORD,
-        make_active=True,
+        user=user,
+        host=host,
+        port=port,
+        email_address="owner@agency.example",
+        password=POP3_PASSWORD,
+        name="Bench",
     )
     return mailbox.pk
 

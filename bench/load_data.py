@@ -14,7 +14,7 @@ def seed_load(*, server: Any, recruiters: int, candidates: int) -> tuple[list[st
     """The organisation, its recruiters and mailboxes, and the records; return the recruiters'
     emails and the record pages' paths."""
     from bench.corpus import address_pool
-    from mailboxes.services import mailbox_create
+    from bench.database import bench_mailbox_create
     from records.models import Candidate, Client, Contact, Organization, Role, User
     from records.services import member_add, organization_create, record_save
 
@@ -36,20 +36,13 @@ def seed_load(*, server: Any, recruiters: int, candidates: int) -> tuple[list[st
             full_name=f"Recruiter {number}",
             role=Role.RECRUITER,
         ).user
-        mailbox_create(
+        bench_mailbox_create(
             owner=owner,
-            settings_data={
-                "name": "Work",
-                "email_address": f"{user}@agency.example",
-                "pop3_host": server.host,
-                "pop3_port": server.pop3s_port,
-                "pop3_security": "ssl",
-                "pop3_username": user,
-                "smtp_host": server.host,
-                "smtp_port": 465,
-            },
-            pop3_password=POP3_PASSWORD,
-            make_active=True,
+            user=user,
+            host=server.host,
+            port=server.pop3s_port,
+            email_address=f"{user}@agency.example",
+            password=POP3_PASSWORD,
             sharing_permission="public",
         )
         emails.append(owner.email)

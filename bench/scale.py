@@ -86,7 +86,7 @@ def _seed(*, server: Any, mailboxes: int, messages: int, interval: int) -> tuple
     """One organisation, one recruiter and one active mailbox per Dovecot user; return the
     mailbox ids and how many messages were delivered."""
     from bench.corpus import address_pool, corpus_messages
-    from mailboxes.services import mailbox_create
+    from bench.database import bench_mailbox_create
     from records.models import Organization, Role
     from records.services import member_add, organization_create
 
@@ -111,20 +111,13 @@ def _seed(*, server: Any, mailboxes: int, messages: int, interval: int) -> tuple
             full_name=f"Recruiter {number}",
             role=Role.RECRUITER,
         ).user
-        mailbox = mailbox_create(
+        mailbox = bench_mailbox_create(
             owner=owner,
-            settings_data={
-                "name": "Work",
-                "email_address": f"{user}@agency.example",
-                "pop3_host": server.host,
-                "pop3_port": server.pop3s_port,
-                "pop3_security": "ssl",
-                "pop3_username": user,
-                "smtp_host": server.host,
-                "smtp_port": 465,
-            },
-            pop3_password=POP3_PASSWORD,
-            make_active=True,
+            user=user,
+            host=server.host,
+            port=server.pop3s_port,
+            email_address=f"{user}@agency.example",
+            password=POP3_PASSWORD,
         )
         ids.append(mailbox.pk)
     return ids, mailboxes * messages
