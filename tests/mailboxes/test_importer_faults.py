@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from mailboxes.importer import backoff_delay, mailbox_poll
+from mailboxes.importer import mailbox_poll
 from mailboxes.mailstore import raw_read
 from mailboxes.models import (
     DeletionPolicy,
@@ -34,6 +34,7 @@ from mailboxes.models import (
     ServerMessage,
     ServerMessageState,
 )
+from mailboxes.poll_report import backoff_delay
 from mailboxes.services import quarantine_retry
 from tests.conftest import Team
 from tests.mailboxes.factories import MailboxFactory

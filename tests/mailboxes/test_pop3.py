@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailboxes import pop3
+from mailboxes import pop3, pop3_wire
 from mailboxes.pop3 import (
     CertificateError,
     Pop3Error,
@@ -400,7 +400,7 @@ def test_stock_poplib_would_refuse_that_line(fault_pop3: FaultPop3Server) -> Non
 def test_an_absurd_line_is_a_protocol_error(
     fault_pop3: FaultPop3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pop3._CheckedPOP3, "max_line_bytes", 50_000)
+    monkeypatch.setattr(pop3_wire.CheckedPOP3, "max_line_bytes", 50_000)
     fault_pop3.add_message(long_line_message(100_000))
     with raises_code("protocol") as check, connect(fault_pop3) as session:
         session.retrieve(1)

@@ -1,4 +1,4 @@
-"""RETR and TOP read their reply in blocks (``_CheckedPOP3.long_command_bytes``): the same octets,
+"""RETR and TOP read their reply in blocks (``CheckedPOP3.long_command_bytes``): the same octets,
 and the same errors, as poplib's line-by-line reading, whatever the reads' sizes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from mailboxes.pop3 import _CheckedPOP3
 from mailboxes.pop3_errors import EOF, LINE_TOO_LONG
+from mailboxes.pop3_wire import CheckedPOP3
 
 
 class ShortReads(io.RawIOBase):
@@ -30,9 +30,9 @@ class ShortReads(io.RawIOBase):
         return size
 
 
-def client(stream: bytes, seed: float, max_line_bytes: int) -> _CheckedPOP3:
+def client(stream: bytes, seed: float, max_line_bytes: int) -> CheckedPOP3:
     rng = random.Random(seed)
-    pop = _CheckedPOP3.__new__(_CheckedPOP3)  # no socket: the reply comes from ``stream``
+    pop = CheckedPOP3.__new__(CheckedPOP3)  # no socket: the reply comes from ``stream``
     pop.file = io.BufferedReader(ShortReads(stream, rng), buffer_size=rng.choice([8, 64, 8192]))
     pop._putcmd = lambda line: None  # type: ignore[attr-defined]
     pop._debugging = 0  # type: ignore[attr-defined]
@@ -41,7 +41,7 @@ def client(stream: bytes, seed: float, max_line_bytes: int) -> _CheckedPOP3:
 
 
 def outcome(
-    read: Callable[[_CheckedPOP3], bytes], stream: bytes, seed: float, max_line_bytes: int
+    read: Callable[[CheckedPOP3], bytes], stream: bytes, seed: float, max_line_bytes: int
 ) -> tuple[bytes | tuple[str, object], bytes | None]:
     """(what the read returned or raised, what stays unread for the next reply)."""
     pop = client(stream, seed, max_line_bytes)
@@ -51,7 +51,7 @@ def outcome(
         return ("error_proto", error.args[0]), None  # the session is abandoned after an error
 
 
-def by_lines(pop: _CheckedPOP3) -> bytes:
+def by_lines(pop: CheckedPOP3) -> bytes:
     return b"".join(line + b"\r\n" for line in pop.long_command("RETR 1"))
 
 
