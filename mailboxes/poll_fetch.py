@@ -19,7 +19,7 @@ from mailboxes.models import Mailbox, ServerMessage, ServerMessageState, uid_dig
 from mailboxes.parsing import ParsedMessage, parse_message
 from mailboxes.poll_report import save_progress
 from mailboxes.poll_session import SETTLED_STATES, PollSession, WantedMessage, keep_lease
-from mailboxes.pop3_errors import Pop3Error
+from mailboxes.pop3_errors import MessageRefused, Pop3Error
 from mailboxes.server_state import KnownUid
 from mailboxes.storing import IncomingMessage, messages_store
 
@@ -27,10 +27,15 @@ logger = logging.getLogger(__name__)
 
 BATCH_MESSAGES = 50
 BATCH_BYTES = 16 * 1024 * 1024
+# This many messages refused one after another (-ERR to RETR) end the poll as a server fault.
+REFUSALS_IN_A_ROW_END_THE_POLL = 5
 
 
 def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
     """RETR, parse and commit ``wanted`` in batches; return how many messages failed.
+
+    A message the server refuses (-ERR to RETR) fails alone and the poll goes on; a lost
+    connection ends it (Pop3Error), once the messages already retrieved are committed.
 
     Each batch commits on a second thread while the next one is fetched (BackgroundCommitter);
     every commit has ended when this returns or raises.
@@ -41,26 +46,52 @@ def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
 
     batch: list[IncomingMessage] = []
     batch_bytes = 0
-    with BackgroundCommitter(lambda batch: _commit(session, list(batch)), committed) as committer:
-        for item in wanted:
-            try:
-                incoming = _retrieve(session, item)
-            except Pop3Error:
-                # The session is lost, but the messages retrieved before it are whole: commit
-                # them before giving up. Otherwise a message that always breaks the connection
-                # would keep every message batched before it from being committed, poll after
-                # poll.
-                committer.submit(batch)
-                raise
-            if incoming is None:
-                continue
-            batch.append(incoming)
-            batch_bytes += len(incoming.raw)
-            if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-                committer.submit(batch)
-                batch, batch_bytes = [], 0
-        committer.submit(batch)
-    return committer.failed
+    refused = 0
+    refused_in_a_row = 0
+    try:
+        with BackgroundCommitter(
+            lambda batch: _commit(session, list(batch)), committed
+        ) as committer:
+            for item in wanted:
+                try:
+                    incoming = _retrieve(session, item)
+                except MessageRefused:
+                    # -ERR to RETR is a whole reply: no message data came, the session is in step,
+                    # and the message is neither retrieved nor marked for deletion. RFC 1939 §7
+                    # has RETR answer -ERR with no message sent, and §6 removes only DELE-marked
+                    # messages at QUIT, so this message does not stand in the way of QUIT (a
+                    # provider that counts RETR'd messages as taken at QUIT never handed it out).
+                    # It failed (counted towards its quarantine in _retrieve); the rest go on.
+                    refused += 1
+                    refused_in_a_row += 1
+                    if refused_in_a_row >= REFUSALS_IN_A_ROW_END_THE_POLL:
+                        # A server refusing everything is the server's problem, not each
+                        # message's: end the poll (retried later) before every message on it
+                        # collects a failure.
+                        committer.submit(batch)
+                        raise
+                    continue
+                except Pop3Error:
+                    # The session is lost, but the messages retrieved before it are whole: commit
+                    # them before giving up. Otherwise a message that always breaks the connection
+                    # would keep every message batched before it from being committed, poll after
+                    # poll.
+                    committer.submit(batch)
+                    raise
+                refused_in_a_row = 0
+                if incoming is None:
+                    continue
+                batch.append(incoming)
+                batch_bytes += len(incoming.raw)
+                if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+                    committer.submit(batch)
+                    batch, batch_bytes = [], 0
+            committer.submit(batch)
+    finally:
+        # Added here, once every commit has ended: the commit thread counts its failures in
+        # the same report field.
+        session.report.failed += refused
+    return committer.failed + refused
 
 
 def _retrieve(session: PollSession, item: WantedMessage) -> IncomingMessage | None:
@@ -71,7 +102,9 @@ def _retrieve(session: PollSession, item: WantedMessage) -> IncomingMessage | No
     except Pop3Error as error:
         if item.uid is not None:
             # The server failed on this message: count it against the message, so a message
-            # that always breaks the connection is quarantined instead of blocking the mailbox.
+            # that always breaks the connection (or is always refused) is quarantined instead
+            # of blocking the mailbox. Without a UID there is nothing to count it against
+            # (its content hash needs its bytes): it is simply tried again next poll.
             record_failure(session.mailbox, item.uid, item.size, error.detail or error.code)
         raise
     session.retrieved_uncommitted += 1

@@ -54,6 +54,7 @@ from mailboxes.pop3_errors import (
     HostNotFound,
     InvalidHost,
     LoginRefused,
+    MessageRefused,
     Pop3Error,
     ProtocolError,
     Refused,
@@ -79,6 +80,7 @@ __all__ = [
     "HostNotFound",
     "InvalidHost",
     "LoginRefused",
+    "MessageRefused",
     "Pop3Error",
     "Pop3Security",
     "Pop3Session",
@@ -200,7 +202,8 @@ class Pop3Session:
         Read in blocks, not line by line (``CheckedPOP3.long_command_bytes``); a bare LF from a
         sloppy server becomes CRLF, as with poplib. Raises ConnectionLost when the connection ends
         before the terminating "." (a truncated message is never returned), Timeout when the
-        server stalls for longer than the timeout between two reads.
+        server stalls for longer than the timeout between two reads, MessageRefused when the
+        server answers -ERR (the session can go on with other messages).
         """
         return self._long_bytes(f"RETR {_message_number(number)}")
 
@@ -291,7 +294,10 @@ class Pop3Session:
         return lines
 
     def _long_bytes(self, command: str) -> bytes:
-        """Send a multi-line command; return its reply as bytes (un-stuffed, CRLF line ends)."""
+        """Send a multi-line command; return its reply as bytes (un-stuffed, CRLF line ends).
+
+        A plain -ERR (no RFC 2449 response code that makes it about the server or the account)
+        is MessageRefused: the session is still usable."""
         pop = self._open()
         with translate_errors(self._scrub):
             try:
@@ -300,7 +306,12 @@ class Pop3Session:
                 reply = server_reply(exc)
                 if reply is None:
                     raise
-                raise error_for_reply(reply, self._scrub(reply), during_login=False) from None
+                error = error_for_reply(reply, self._scrub(reply), during_login=False)
+                # poplib raises any first line not starting with "+" as the reply; only a real
+                # -ERR line is known to leave the stream in step.
+                if type(error) is ProtocolError and reply[:4].upper() == b"-ERR":
+                    error = MessageRefused(error.detail, message=error.user_message)
+                raise error from None
 
     def _start(
         self,

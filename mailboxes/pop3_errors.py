@@ -225,6 +225,15 @@ class ProtocolError(Pop3Error):
     code = "protocol"
 
 
+class MessageRefused(ProtocolError):
+    """The server answered a command about one message (RETR, TOP) with a plain -ERR.
+
+    The reply is a whole, well-formed line and no message data follows it (RFC 1939 §3), so
+    the session is still in step and can go on with other messages; the error is about this
+    message, not the connection.
+    """
+
+
 LINE_TOO_LONG_MESSAGE = _(
     "The mail server sent a line far longer than mail allows, so the message could not be read."
 )

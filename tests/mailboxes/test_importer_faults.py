@@ -240,7 +240,7 @@ def test_drop_before_quit_deletes_on_the_next_poll(team: Team, server: FaultPop3
     assert_safe(mailbox, server, delivered)
 
 
-def test_err_on_retr_is_quarantined_and_the_mail_behind_it_flows(
+def test_err_on_retr_skips_that_message_and_the_poll_goes_on(
     team: Team, server: FaultPop3Server, mail_settings: Any
 ) -> None:
     mail_settings.MAIL_QUARANTINE_AFTER_FAILURES = 3
@@ -248,27 +248,82 @@ def test_err_on_retr_is_quarantined_and_the_mail_behind_it_flows(
     bad_uid = server.messages[1][0]
     server.faults.err_on = {"RETR 2": "-ERR cannot read that message"}
     mailbox = fault_mailbox(server, team.owner, deletion_policy=DeletionPolicy.AFTER_IMPORT)
-    for failures in (1, 2, 3):
+    report = poll(mailbox, server)
+    # The -ERR is a clean reply: the same session fetches the rest, and ends with QUIT, so the
+    # policy applies to what was committed (the refused message was never retrieved).
+    assert (report.outcome, report.imported, report.failed, report.deleted_on_server) == (
+        PollOutcome.PARTIAL,
+        3,
+        1,
+        3,
+    )
+    assert sum(command.startswith("USER ") for command in server.commands) == 1  # one session
+    assert {"RETR 3", "RETR 4", "QUIT"} <= set(server.commands)
+    assert [uid for uid, _raw in server.messages] == [bad_uid]
+    row = ServerMessage.objects.get(uid=bad_uid)
+    assert (row.state, row.failures) == (ServerMessageState.FAILED, 1)
+    assert_safe(mailbox, server, delivered)
+    # Alone on the server now, it is message 1; two more refusals quarantine it.
+    server.faults.err_on = {"RETR 1": "-ERR cannot read that message"}
+    for failures in (2, 3):
         report = poll(mailbox, server)
-        assert (report.outcome, report.error_code) == (PollOutcome.ERROR, "protocol")
-        row = ServerMessage.objects.get(uid=bad_uid)
+        assert (report.outcome, report.failed) == (PollOutcome.PARTIAL, 1)
+        row.refresh_from_db()
         assert row.failures == failures
         assert_safe(mailbox, server, delivered)
-        assert len(server.messages) == 4  # not quarantined yet: no session reached QUIT
     assert row.state == ServerMessageState.QUARANTINED
     assert report.quarantined == 1
     seen = len(server.commands)
     report = poll(mailbox, server)
-    assert (report.outcome, report.imported, report.quarantined) == (PollOutcome.OK, 2, 1)
-    assert [uid for uid, _raw in server.messages] == [bad_uid]  # the policy applies to the others
-    assert "RETR 2" not in server.commands[seen:]  # a quarantined message is not fetched
-    assert_safe(mailbox, server, delivered)
+    assert (report.outcome, report.imported, report.quarantined) == (PollOutcome.OK, 0, 1)
+    assert "RETR 1" not in server.commands[seen:]  # a quarantined message is not fetched
+    assert [uid for uid, _raw in server.messages] == [bad_uid]
     # The owner retries it from the quarantine; the server can read it again by now.
     server.faults.err_on = {}
     assert quarantine_retry(mailbox=mailbox, server_message_ids=[row.pk]) == 1
     report = poll(mailbox, server)
     assert (report.imported, report.deleted_on_server, report.quarantined) == (1, 1, 0)
     assert server.messages == [] and Message.objects.count() == 4
+    assert_safe(mailbox, server, delivered)
+
+
+def test_err_on_retr_does_not_hold_back_quit_and_a_gmail_like_server_keeps_it(
+    team: Team, server: FaultPop3Server
+) -> None:
+    delivered = add(server, 3)
+    bad_uid = server.messages[0][0]
+    server.faults.err_on = {"RETR 1": "-ERR message is being scanned"}
+    server.faults.gmail_quit = True  # at QUIT, every RETR'd message goes, DELE'd or not
+    mailbox = fault_mailbox(server, team.owner)
+    report = poll(mailbox, server)
+    assert (report.outcome, report.imported, report.failed) == (PollOutcome.PARTIAL, 2, 1)
+    assert server.commands[-1] == "QUIT"
+    # Only what was handed out (and committed) left; the refused message is still there.
+    assert [uid for uid, _raw in server.messages] == [bad_uid]
+    assert_safe(mailbox, server, delivered)
+    server.faults.err_on = {}
+    report = poll(mailbox, server)
+    assert (report.outcome, report.imported) == (PollOutcome.OK, 1)
+    assert Message.objects.count() == 3
+    assert_safe(mailbox, server, delivered)
+
+
+def test_a_server_refusing_every_retr_ends_the_poll_after_a_few(
+    team: Team, server: FaultPop3Server
+) -> None:
+    delivered = add(server, 12)
+    server.faults.err_on = {f"RETR {n}": "-ERR storage unavailable" for n in range(3, 13)}
+    mailbox = fault_mailbox(server, team.owner, deletion_policy=DeletionPolicy.AFTER_IMPORT)
+    report = poll(mailbox, server)
+    assert (report.outcome, report.error_code, report.imported) == (
+        PollOutcome.ERROR,
+        "protocol",
+        2,
+    )
+    # Five refusals in a row: the server's fault, so the others collect no failure.
+    assert ServerMessage.objects.filter(state=ServerMessageState.FAILED).count() == 5
+    assert "RETR 8" not in server.commands and "QUIT" not in server.commands
+    assert len(server.messages) == 12  # no QUIT: nothing deleted, not even what was committed
     assert_safe(mailbox, server, delivered)
 
 

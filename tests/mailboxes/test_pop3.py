@@ -16,6 +16,7 @@ import pytest
 from mailboxes import pop3, pop3_wire
 from mailboxes.pop3 import (
     CertificateError,
+    MessageRefused,
     Pop3Error,
     Pop3Security,
     Pop3Session,
@@ -289,7 +290,19 @@ def test_err_to_retr_is_protocol_and_the_session_goes_on(filled: FaultPop3Server
         with raises_code("protocol") as check:
             session.retrieve(2)
         assert "message 2 is gone" not in str(check.error.user_message)
+        assert isinstance(check.error, MessageRefused)  # the importer skips just this message
         assert session.retrieve(3) == message(3)
+
+
+def test_err_with_a_server_response_code_to_retr_is_not_a_refused_message(
+    filled: FaultPop3Server,
+) -> None:
+    # RFC 2449 §8: [SYS/TEMP] is about the server, not the message; the poll ends there.
+    filled.faults.err_on["RETR 2"] = "-ERR [SYS/TEMP] try again later"
+    with connect(filled) as session:
+        with raises_code("temporary") as check:
+            session.retrieve(2)
+        assert not isinstance(check.error, MessageRefused)
 
 
 def test_no_uidl_gives_none(filled: FaultPop3Server) -> None:
