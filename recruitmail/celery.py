@@ -18,17 +18,23 @@ app.autodiscover_tasks()
 @app.on_after_configure.connect
 def _prepare_filesystem_broker(sender: Celery, **kwargs: object) -> None:
     """kombu's filesystem transport (the embedded default) needs its folders to exist, and its
-    exchange table to bind the task queue: that table is what routes a published task to the
-    queue, and a task published while it is empty (before any worker or producer declared the
-    queue in this broker folder) is dropped. So the queue is declared here, in every process,
-    through kombu itself. No-op on Redis."""
+    exchange table to bind every task queue: that table is what routes a published task to a
+    queue, and a task published while its queue is unbound (before any worker or producer
+    declared it in this broker folder) is dropped. So the queues are declared here, in every
+    process, through kombu itself: the poll queue and the scheduler's (settings.py), or the
+    scheduler's tasks would be lost whenever beat publishes before a worker has started. No-op
+    on Redis."""
     if not str(sender.conf.broker_url).startswith("filesystem://"):
         return
     options = sender.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
-    name = sender.conf.task_default_queue or "celery"
-    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+    default_name = sender.conf.task_default_queue or "celery"
+    queues = list(sender.conf.task_queues or []) or [
+        Queue(default_name, Exchange(default_name, type="direct"), routing_key=default_name)
+    ]
     with sender.connection_for_write() as connection:
-        queue(connection.default_channel).declare()
+        channel = connection.default_channel
+        for queue in queues:
+            queue(channel).declare()

@@ -50,13 +50,21 @@ _BROKER_TIMEOUT_SECONDS = 2.0
 _FAILED_OUTCOMES = (PollOutcome.ERROR, PollOutcome.AUTH_FAILED)
 
 
-def queue_depth(app: Celery) -> int | None:
-    """Messages waiting in the app's default queue, or None for a broker we cannot count.
+def queue_names(app: Celery) -> list[str]:
+    """The app's declared queues (settings: the poll queue and the scheduler's), else its
+    default queue."""
+    declared = [queue.name for queue in app.conf.task_queues or []]
+    return declared or [app.conf.task_default_queue]
+
+
+def queue_depth(app: Celery, queue: str | None = None) -> int | None:
+    """Messages waiting in ``queue`` (the app's default queue unless named), or None for a
+    broker we cannot count.
 
     Redis: LLEN of the queue's lists. The filesystem broker: its waiting message files (a
     worker removes a file when it takes the message).
     """
-    queue = app.conf.task_default_queue
+    queue = queue or app.conf.task_default_queue
     # A failover broker URL lists several brokers separated by ";": the first is in use.
     url = str(app.conf.broker_url).split(";")[0].strip()
     scheme = url.partition("://")[0]
@@ -84,7 +92,7 @@ def queue_depth(app: Celery) -> int | None:
 
 
 class RecruitMailCollector(Collector):
-    """Reads the figures on every scrape; four database queries and one broker call."""
+    """Reads the figures on every scrape; four database queries and one broker call per queue."""
 
     def collect(self) -> Iterator[Metric]:
         yield from self._messages()
@@ -170,23 +178,27 @@ class RecruitMailCollector(Collector):
     @staticmethod
     def _queue() -> Iterator[Metric]:
         try:
-            depth = queue_depth(celery_app)
+            depths = {name: queue_depth(celery_app, name) for name in queue_names(celery_app)}
         except Exception:  # a scrape reports the broker down rather than failing whole
             logger.warning("metrics: cannot read the broker queue", exc_info=True)
-            depth, up = None, 0
+            depths, up = {}, 0
         else:
             up = 1
         yield GaugeMetricFamily(
             "recruitmail_broker_up", "1 when the broker queue could be read.", value=up
         )
-        if depth is not None:
-            queue = GaugeMetricFamily(
+        counted = {name: depth for name, depth in depths.items() if depth is not None}
+        if counted:
+            # The scheduler queue's depth stays near 0 while some worker consumes it; one that
+            # grows means no worker does, and no poll is being enqueued.
+            family = GaugeMetricFamily(
                 "recruitmail_queue_depth",
-                "Tasks waiting in the broker queue: workers are behind when this grows.",
+                "Tasks waiting in a broker queue: its workers are behind when this grows.",
                 labels=["queue"],
             )
-            queue.add_metric([celery_app.conf.task_default_queue], depth)
-            yield queue
+            for name, depth in counted.items():
+                family.add_metric([name], depth)
+            yield family
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

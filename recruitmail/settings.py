@@ -16,6 +16,7 @@ from pathlib import Path
 import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -327,6 +328,26 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = MAIL_POLL_LEASE_SECONDS - 60 if MAIL_POLL_LEASE_SECONDS > 120 else 60
 CELERY_TASK_TIME_LIMIT = MAIL_POLL_LEASE_SECONDS
 CELERY_TASK_ALWAYS_EAGER = _read("CELERY_TASK_ALWAYS_EAGER", env.bool, False)
+# Two queues. The poll queue keeps Celery's default name, "celery", so that polls queued by an
+# older release are still consumed after an upgrade: mailbox polls, "Fetch now" and the
+# retention purges, each up to minutes long. The scheduler queue holds the beat tasks that only
+# enqueue (the due polls every tick, the daily retention fan-out): they take milliseconds and
+# expire after one tick, so behind a backlog of polls they would expire unrun, and scheduling
+# would stop exactly when the workers are overloaded. A worker serving the scheduler queue
+# alone never waits behind a poll (docs/operations.md: which worker consumes which queue).
+TASK_QUEUE_POLLS = "celery"
+TASK_QUEUE_SCHEDULER = "scheduler"
+CELERY_TASK_DEFAULT_QUEUE = TASK_QUEUE_POLLS
+# Declared, so that a worker started without -Q consumes both, and the embedded filesystem
+# broker binds both (recruitmail/celery.py).
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (TASK_QUEUE_POLLS, TASK_QUEUE_SCHEDULER)
+]
+CELERY_TASK_ROUTES = {
+    "mailboxes.enqueue_due_polls": {"queue": TASK_QUEUE_SCHEDULER},
+    "mailboxes.enqueue_retention_purges": {"queue": TASK_QUEUE_SCHEDULER},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 MAIL_SCHEDULER_TICK_SECONDS = _positive_int("MAIL_SCHEDULER_TICK_SECONDS", 10)
 CELERY_BEAT_SCHEDULE = {

@@ -49,6 +49,8 @@ def _filesystem_broker(folder: Path, monkeypatch: Any) -> Celery:
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
+        # Its exchange table too (kombu's default is "control" in the working directory).
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,6 +155,23 @@ def test_oldest_due_lag_is_zero_when_nothing_is_due(
     figures = _scrape(client)
     assert figures[("recruitmail_oldest_due_poll_lag_seconds", ())] == 0
     assert figures[("recruitmail_queue_depth", (("queue", "celery"),))] == 0
+
+
+def test_queue_depth_is_reported_for_the_poll_and_the_scheduler_queue(
+    team: Team, client: HttpClient, settings: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A scheduler queue that grows means no worker consumes it: each queue has its figure."""
+    settings.METRICS_TOKEN = TOKEN
+    broker = _filesystem_broker(tmp_path / "broker", monkeypatch)
+    broker.conf.task_queues = settings.CELERY_TASK_QUEUES
+    broker.conf.task_routes = settings.CELERY_TASK_ROUTES
+    broker.send_task("mailboxes.enqueue_due_polls")
+    broker.send_task("mailboxes.enqueue_due_polls")
+    broker.send_task("mailboxes.poll_mailbox", args=[1])
+    monkeypatch.setattr(metrics, "celery_app", broker)
+    figures = _scrape(client)
+    assert figures[("recruitmail_queue_depth", (("queue", settings.TASK_QUEUE_SCHEDULER),))] == 2
+    assert figures[("recruitmail_queue_depth", (("queue", settings.TASK_QUEUE_POLLS),))] == 1
 
 
 @pytest.mark.peers
