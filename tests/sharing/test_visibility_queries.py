@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.test.utils import CaptureQueriesContext
 
 from mailboxes.models import AddressRole, Message, MessageOrigin, Thread
@@ -101,3 +101,23 @@ def test_the_rule_composes_with_other_filters(team: Team) -> None:
     everything = Message.objects.visible_to(viewer)
     narrowed = Message.objects.filter(subject__icontains="offer 1").visible_to(viewer)
     assert set(narrowed) == {m for m in everything if "offer 1" in m.subject.lower()}
+
+
+def test_the_rule_finds_the_same_mail_inside_subqueries(team: Team) -> None:
+    """The rule's SQL is compiled once and reused with the column names of each query it
+    filters: inside a subquery, a subquery's subquery, or a correlated EXISTS (where Django
+    renames the filtered query's tables), it keeps exactly the messages it keeps at the top."""
+    thread = _fill(team, 12)
+    everything = set(Message.objects.values_list("pk", flat=True))
+    for user in (team.teammate, team.admin, team.owner):
+        visible = Message.objects.visible_to(_signed_in(user))
+        at_the_top = set(visible.values_list("pk", flat=True))
+        in_a_subquery = Message.objects.filter(pk__in=visible.values("pk"))
+        two_deep = Message.objects.filter(pk__in=in_a_subquery.values("pk"))
+        correlated = Message.objects.filter(Exists(visible.filter(pk=OuterRef("pk"))))
+        assert set() < at_the_top < everything
+        assert set(in_a_subquery.values_list("pk", flat=True)) == at_the_top
+        assert set(two_deep.values_list("pk", flat=True)) == at_the_top
+        assert set(correlated.values_list("pk", flat=True)) == at_the_top
+        # And composed with the thread's own filter, as the thread page does.
+        assert set(visible.filter(thread=thread).values_list("pk", flat=True)) == at_the_top
