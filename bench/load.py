@@ -346,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                                 "-A",
                                 "recruitmail",
                                 "worker",
+                                # The poll queue: the scheduler's task runs in this
+                                # script's process (as beat and scheduler-worker would
+                                # run it), so nothing is sent to the scheduler queue.
+                                "-Q",
+                                "celery",
                                 "--concurrency=1",
                                 "--without-gossip",
                                 "--without-mingle",

@@ -12,10 +12,11 @@ the broker. Every mailbox's first import is done before the rounds, so each roun
 same work: polls that find mostly nothing new, while new messages keep arriving at random
 mailboxes (``--arrivals-per-minute``).
 
-Each round starts W ``celery -A recruitmail worker --concurrency=1`` processes (prefork, as
-production runs them), staggers the mailboxes' first due times evenly over one interval, and
-runs the real scheduler task ``mailboxes.enqueue_due_polls`` every ``--tick`` seconds (in this
-process, as beat would trigger it) for ``--duration`` seconds. It then prints, from the
+Each round starts W ``celery -A recruitmail worker -Q celery --concurrency=1`` processes
+(prefork, as production runs them; the poll queue only), staggers the mailboxes' first due times
+evenly over one interval, and runs the real scheduler task ``mailboxes.enqueue_due_polls`` every
+``--tick`` seconds (in this process, as beat and production's scheduler-worker, which never
+waits behind polls, would run it) for ``--duration`` seconds. It then prints, from the
 mailboxes' PollReports:
 
 - polls finished per minute, against the demand (mailboxes x 60 / interval);
@@ -183,6 +184,10 @@ def _start_workers(count: int, env: dict[str, str], logs: Path) -> list[subproce
                     "-A",
                     "recruitmail",
                     "worker",
+                    # The poll queue: the scheduler's task runs in this script's process (as beat and
+                    # scheduler-worker would run it), so nothing is sent to the scheduler queue.
+                    "-Q",
+                    "celery",
                     "--pool=prefork",
                     "--concurrency=1",
                     "--without-gossip",

@@ -20,9 +20,8 @@ def _prepare_filesystem_broker(sender: Celery, **kwargs: object) -> None:
     """kombu's filesystem transport (the embedded default) needs its folders to exist, and its
     exchange table to bind every task queue: that table is what routes a published task to a
     queue, and a task published while its queue is unbound (before any worker or producer
-    declared it in this broker folder) is dropped. So the queues are declared here, in every
-    process, through kombu itself: the poll queue and the scheduler's (settings.py), or the
-    scheduler's tasks would be lost whenever beat publishes before a worker has started. No-op
+    declared it in this broker folder) is dropped. So every queue, the poll queue and the
+    scheduler's (settings.py), is declared here, in every process, through kombu itself. No-op
     on Redis."""
     if not str(sender.conf.broker_url).startswith("filesystem://"):
         return

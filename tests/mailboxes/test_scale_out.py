@@ -44,7 +44,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.peers]
 BROKER_URL = os.environ.get("SCALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 VISIBILITY_TIMEOUT_SECONDS = 3
 # The worker, with Redis told to redeliver unacknowledged tasks after 3 s and to look for
-# them every second (kombu's defaults: 10 s, every tenth look).
+# them every second (kombu's defaults: 10 s, every tenth look); it consumes the queues of the
+# production `worker` service: polls, and the scheduler's task that the spreading test sends.
 WORKER_CODE = f"""
 from recruitmail.celery import app
 app.conf.broker_transport_options = {{
@@ -53,8 +54,8 @@ app.conf.broker_transport_options = {{
     "unacked_restore_throttle": 1,
 }}
 import sys
-app.worker_main(["worker", "--pool=solo", "--without-gossip", "--without-mingle",
-                 "--without-heartbeat", "--loglevel=INFO", "-n", sys.argv[1]])
+app.worker_main(["worker", "-Q", "celery,scheduler", "--pool=solo", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat", "--loglevel=INFO", "-n", sys.argv[1]])
 """
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -37,7 +38,7 @@ SCHEDULER = settings.TASK_QUEUE_SCHEDULER
 STALL_SECONDS = 12.0
 
 
-def _queue_of(task_name: str, options: dict[str, object] | None = None) -> str:
+def _queue_of(task_name: str, options: dict[str, Any] | None = None) -> str:
     """The queue Celery publishes ``task_name`` to, with these apply_async options."""
     return str(celery_app.amqp.router.route(dict(options or {}), task_name)["queue"].name)
 
@@ -64,7 +65,7 @@ def test_the_queues_are_two_and_both_declared() -> None:
 def test_every_beat_task_goes_to_the_scheduler_queue_not_behind_the_polls() -> None:
     """Routing a beat task to the poll queue again would let it expire behind queued polls
     (its expiry is one tick) and stop scheduling exactly when the workers are overloaded."""
-    schedule = settings.CELERY_BEAT_SCHEDULE
+    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} >= {
         "mailboxes.enqueue_due_polls",
         "mailboxes.enqueue_retention_purges",
@@ -90,7 +91,7 @@ def stuck_mailbox(team: Team, fault_pop3: FaultPop3Server) -> Mailbox:
     """A mailbox whose server says nothing for STALL_SECONDS before its greeting: a poll of it
     holds its worker process that long. Not due, so the scheduler leaves it alone."""
     fault_pop3.faults.stall_at, fault_pop3.faults.stall_seconds = "GREETING", STALL_SECONDS
-    return MailboxFactory(
+    mailbox: Mailbox = MailboxFactory(
         owner=team.owner,
         pop3_host=fault_pop3.host,
         pop3_port=fault_pop3.port,
@@ -100,13 +101,17 @@ def stuck_mailbox(team: Team, fault_pop3: FaultPop3Server) -> Mailbox:
         email_address="owner@sakura.example",
         next_poll_at=timezone.now() + timedelta(hours=1),
     )
+    return mailbox
 
 
 @pytest.fixture
 def due_mailbox(team: Team) -> Mailbox:
     """A mailbox of another user, due: the scheduler's task claims it (pushes its next poll
     time past the lease) the moment it runs, which is what the tests watch for."""
-    return MailboxFactory(owner=team.teammate, next_poll_at=timezone.now() - timedelta(seconds=5))
+    mailbox: Mailbox = MailboxFactory(
+        owner=team.teammate, next_poll_at=timezone.now() - timedelta(seconds=5)
+    )
+    return mailbox
 
 
 def _received(log_path: Path) -> list[str]:

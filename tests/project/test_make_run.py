@@ -1,6 +1,6 @@
-"""`make run` as a new user meets it: it serves the app with a worker and a scheduler, prints a
-login that works, lets the admin create a candidate and add a Gmail-style mailbox, and one
-Ctrl-C stops everything."""
+"""`make run` as a new user meets it: it serves the app with a worker and a scheduler (whose
+tick the worker runs), prints a login that works, lets the admin create a candidate and add a
+Gmail-style mailbox, and one Ctrl-C stops everything."""
 
 from __future__ import annotations
 
@@ -122,6 +122,15 @@ def test_make_run_serves_the_app_and_one_ctrl_c_stops_it(tmp_path: Path) -> None
         output = log_path.read_text()
         assert re.search(r"worker\.\d+\s+\|.*ready", output), output[-3000:]
         assert re.search(r"scheduler\.\d+\s+\|.*beat: Starting", output), output[-3000:]
+        # Beat's tick reaches the worker through the scheduler's own queue on the filesystem
+        # broker (declared there too): the task that enqueues the due polls runs.
+        ran_tick = re.compile(
+            r"worker\.\d+\s+\|.*Task mailboxes\.enqueue_due_polls\[\S+\] succeeded"
+        )
+        deadline = time.monotonic() + 60
+        while not ran_tick.search(output := log_path.read_text()):
+            assert time.monotonic() < deadline, output[-3000:]
+            time.sleep(0.5)
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
         try:
