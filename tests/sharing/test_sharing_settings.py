@@ -234,3 +234,26 @@ def test_admin_pages_are_for_admins_of_the_organisation(team: Team) -> None:
         == 404
     )
     assert team.owner.email not in outsider.get(reverse("sharing:admin")).content.decode()
+
+
+@pytest.mark.parametrize("mailboxes", [1, 6])
+def test_admin_page_shows_each_mailbox_permission_in_constant_queries(
+    team: Team, mailboxes: int, django_assert_max_num_queries: object
+) -> None:
+    for number in range(mailboxes):
+        box = MailboxFactory(owner=team.teammate, name=f"Box {number}", is_active=number == 0)
+        MailboxSharing.objects.filter(mailbox=box).update(
+            permission=Permission.PUBLIC if number % 2 else Permission.ADMIN, locked=number == 1
+        )
+    admin = team.client_for(team.admin)
+    # Session, user, membership, organisation; the header's mailboxes; the members; their
+    # mailboxes with their sharing.
+    with django_assert_max_num_queries(7):  # type: ignore[operator]
+        page = admin.get(reverse("sharing:admin")).content.decode()
+    assert f'Box 0 <span class="badge">Active</span>: {Permission.ADMIN.label}' in page
+    if mailboxes > 1:
+        assert f"Box 1: {Permission.PUBLIC.label} 🔒" in page
+    assert (
+        page.count(f'action="{reverse("sharing:lock", args=[team.teammate.membership.pk])}"') == 2
+    )
+    assert MailboxSharing(permission="bogus").permission_label == "bogus"
