@@ -55,12 +55,19 @@ def mail_home(request: HttpRequest) -> HttpResponse:
 
 
 def _folder_page(request: HttpRequest, folder: str) -> HttpResponse:
-    mailbox = selectors.active_mailbox(request.user)
-    if folder == Folder.CLIENTS and not selectors.consolidates_client_mail(mailbox):
+    mailnav = selectors.mail_navigation(request.user)  # the header's, and the active mailbox
+    mailbox = mailnav.active
+    if folder == Folder.CLIENTS and not mailnav.client_folder:
         raise Http404("The client folder is off for the active mailbox.")
     messages = selectors.folder_messages(user=request.user, folder=folder, mailbox=mailbox)
     page = selectors.page_of(messages, user=request.user, number=request.GET.get("page"))
-    context = {"folder": folder, "title": Folder.TITLES[folder], "mailbox": mailbox, "page": page}
+    context = {
+        "folder": folder,
+        "title": Folder.TITLES[folder],
+        "mailbox": mailbox,
+        "page": page,
+        "mailnav": mailnav,
+    }
     return render(request, LIST_TEMPLATE, context)
 
 

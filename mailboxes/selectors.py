@@ -82,6 +82,25 @@ def user_mailboxes(user: Any) -> list[Mailbox]:
     )
 
 
+@dataclass
+class MailNavigation:
+    """The header's mailbox switcher and folder links (``templates/base.html``)."""
+
+    mailboxes: list[Mailbox]  # active first
+    active: Mailbox | None
+    client_folder: bool  # the client folder is on for the active mailbox
+
+
+def mail_navigation(user: Any) -> MailNavigation:
+    """The user's mailboxes, the active one among them, and whether its client folder is on,
+    in one query. A page that needs the active mailbox takes ``active`` from here (only the
+    switcher's columns and the sharing settings are loaded) and gives the whole to its
+    template as ``mailnav``, so the header does not read the mailboxes a second time."""
+    mailboxes = user_mailboxes(user)
+    active = next((mailbox for mailbox in mailboxes if mailbox.is_active), None)
+    return MailNavigation(mailboxes, active, consolidates_client_mail(active))
+
+
 def sharing_permission(mailbox: Mailbox | None) -> str | None:
     """The mailbox's sharing permission; None without a mailbox or its sharing row."""
     try:
@@ -218,13 +237,15 @@ def page_of(
     )
 
 
-def record_mail_context(*, user: Any, record: Record, number: Any) -> dict[str, Any]:
+def record_mail_context(
+    *, user: Any, record: Record, number: Any, mailbox: Mailbox | None
+) -> dict[str, Any]:
     """What a record page shows of its mail: a page of it, and whether the user may tick
-    "share emails" (only when the active mailbox uses the Custom permission, the one that
-    reads the flag)."""
+    "share emails" (only when ``mailbox``, the user's active one, uses the Custom permission,
+    the one that reads the flag)."""
     return {
         "mail_page": page_of(record_messages(user=user, record=record), user=user, number=number),
-        "can_share_emails": sharing_permission(active_mailbox(user)) == Permission.CUSTOM,
+        "can_share_emails": sharing_permission(mailbox) == Permission.CUSTOM,
     }
 
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
-from mailboxes.selectors import record_mail_context
+from mailboxes.selectors import mail_navigation, record_mail_context
 from records.access import member_required, membership_of
 from records.forms import RECORD_FORMS
 from records.models import Candidate, Client, Contact, Record, RecordAddress, RecordKind
@@ -70,8 +70,15 @@ def record_detail(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     context: dict[str, Any] = {"kind": kind, "record": record, "addresses": addresses}
     if kind == RecordKind.CLIENT:
         context["contacts"] = record.contacts.order_by("display_name")[:100]
+    mailnav = mail_navigation(request.user)  # the header's, and the active mailbox
+    context["mailnav"] = mailnav
     context.update(
-        record_mail_context(user=request.user, record=record, number=request.GET.get("page"))
+        record_mail_context(
+            user=request.user,
+            record=record,
+            number=request.GET.get("page"),
+            mailbox=mailnav.active,
+        )
     )
     return render(request, "records/record_detail.html", context)
 

@@ -10,6 +10,7 @@ date format), each row becomes a small dict, and one template places the values 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypedDict
@@ -19,8 +20,9 @@ from django.urls import reverse
 from django.utils import dateformat, formats, timezone
 from django.utils.text import Truncator
 
+from mailboxes import selectors
 from mailboxes.models import Direction, Message
-from mailboxes.selectors import consolidates_client_mail, user_mailboxes
+from mailboxes.selectors import MailNavigation
 from records.models import Record
 
 register = template.Library()
@@ -31,20 +33,18 @@ _SENTINEL_PK = 2_147_483_647
 
 
 @register.simple_tag(takes_context=True)
-def mail_navigation(context: template.Context) -> dict[str, Any]:
+def mail_navigation(context: template.Context) -> MailNavigation:
     """The signed-in member's mailboxes (one query), the active one, and whether the client
-    folder is on for it. Use inside ``{% if membership %}``."""
+    folder is on for it: the view's ``mailnav`` when it read them already. Use inside
+    ``{% if membership %}``."""
+    given = context.get("mailnav")
+    if isinstance(given, MailNavigation):
+        return given
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None or getattr(user, "membership", None) is None:
-        return {"mailboxes": [], "active": None, "client_folder": False}
-    mailboxes = user_mailboxes(user)
-    active = next((mailbox for mailbox in mailboxes if mailbox.is_active), None)
-    return {
-        "mailboxes": mailboxes,
-        "active": active,
-        "client_folder": consolidates_client_mail(active),
-    }
+        return MailNavigation(mailboxes=[], active=None, client_folder=False)
+    return selectors.mail_navigation(user)
 
 
 def _url_with_pk(url_of_sentinel: str) -> Callable[[int], str]:
@@ -80,6 +80,14 @@ class _ChipMaker:
             )
         url_of, label = self._kinds[kind]
         return {"kind": kind, "url": url_of(record.pk), "label": label, "name": record.display_name}
+
+
+def _snippet(text: str) -> str:
+    """``text|truncatechars:SNIPPET_DISPLAY_CHARS``. A text that short, in NFC, comes back as
+    it is without Truncator's look at each character's Unicode class (there is nothing to cut)."""
+    if len(text) <= SNIPPET_DISPLAY_CHARS and unicodedata.is_normalized("NFC", text):
+        return text
+    return Truncator(text).chars(SNIPPET_DISPLAY_CHARS)
 
 
 class MessageRow(TypedDict):
@@ -124,9 +132,7 @@ def message_list_rows(messages: Iterable[Message], *, viewer_id: int | None) -> 
                 "who": who,
                 "owner": None if mine else message.owner,
                 "subject": message.subject,
-                "snippet": Truncator(message.snippet).chars(SNIPPET_DISPLAY_CHARS)
-                if message.snippet
-                else "",
+                "snippet": _snippet(message.snippet),
                 "chips": [chip(record) for record in getattr(message, "visible_records", ())],
                 "has_attachments": message.has_attachments,
                 "when_iso": when.isoformat(),

@@ -16,7 +16,11 @@ from django.utils import timezone, translation
 
 from mailboxes.models import AddressRole, Direction
 from mailboxes.selectors import folder_messages, message_rows
-from mailboxes.templatetags.mail_reading import message_list_rows
+from mailboxes.templatetags.mail_reading import (
+    SNIPPET_DISPLAY_CHARS,
+    _snippet,
+    message_list_rows,
+)
 from tests.conftest import Team
 from tests.mailboxes.factories import MailboxFactory, MessageFactory
 from tests.records.factories import CandidateFactory, ClientFactory
@@ -99,3 +103,11 @@ def test_rows_template_escapes_what_mail_senders_wrote(team: Team) -> None:
     assert "<script>" not in html and "<b>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;Hi&lt;/b&gt;" in html
     assert 'class="message-row unread"' in html
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "Hello there.", "x" * 140, "x" * 141, "e\u0301" * 100, "Cafe\u0301 " * 5, "面接" * 70],
+)
+def test_snippets_are_cut_as_truncatechars_cuts_them(text: str) -> None:
+    assert _snippet(text) == truncatechars(text, SNIPPET_DISPLAY_CHARS)
