@@ -73,6 +73,7 @@ MESSAGE_COLUMNS = {
     "origin": "origin",
     "mailbox_id": "mailbox_id",
     "mailbox_address": "mailbox__email_address",
+    "sharing_id": "mailbox__sharing__id",
     "permission": "mailbox__sharing__permission",
 }
 
@@ -127,7 +128,7 @@ def _has_excluded_correspondent() -> Exists:
     """M has a correspondent (From/To/Cc, not the mailbox's own address) in an excluded domain
     of M's mailbox, or in a subdomain of one."""
     excluded_here = (
-        ExcludedDomain.objects.filter(sharing__mailbox_id=_message("mailbox_id"))
+        ExcludedDomain.objects.filter(sharing_id=_message("sharing_id"))
         .annotate(
             correspondent_domain=ExpressionWrapper(OuterRef("domain"), output_field=CharField())
         )
