@@ -175,8 +175,11 @@ def test_queue_depth_is_reported_for_the_poll_and_the_scheduler_queue(
 
 
 @pytest.mark.peers
-def test_queue_depth_on_redis_counts_every_priority_list() -> None:
+def test_queue_depth_on_redis_counts_every_priority_list(monkeypatch: Any) -> None:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    # Celery prefers CELERY_BROKER_URL to the app's own broker: without this, the tasks would
+    # go to the run's broker while the count and the clean-up read REDIS_URL.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     # Redis runs in CI and on every machine `make test` is meant for: missing, this fails.
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     client.ping()
