@@ -14,8 +14,19 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, Length, NullIf, Substr
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    Window,
+)
+from django.db.models.functions import Coalesce, Length, NullIf, RowNumber, Substr
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
@@ -304,22 +315,26 @@ _ROLE_LABELS = {
 
 
 def message_recipients(*, message: Message, include_bcc: bool, show_all: bool) -> list[Recipients]:
-    """To, Cc (and Bcc, for the owner only), each cut at RECIPIENT_DISPLAY_LIMIT unless
-    ``show_all``; one query per role, and a count only for a role that was cut."""
+    """To, Cc (and Bcc, for the owner only), Reply-To, each cut at RECIPIENT_DISPLAY_LIMIT
+    unless ``show_all``. One query for all the roles: each row numbered within its role and
+    told its role's total by window functions, the rows past the limit left in the database."""
     roles = [AddressRole.TO, AddressRole.CC, AddressRole.REPLY_TO]
     if include_bcc:
         roles.insert(2, AddressRole.BCC)
-    result = []
-    for role in roles:
-        rows = MessageAddress.objects.filter(message_id=message.pk, role=role).order_by("pk")
-        shown = list(rows if show_all else rows[: RECIPIENT_DISPLAY_LIMIT + 1])
-        total = len(shown)
-        if not show_all and total > RECIPIENT_DISPLAY_LIMIT:
-            shown = shown[:RECIPIENT_DISPLAY_LIMIT]
-            total = rows.count()
-        if shown:
-            result.append(Recipients(role, str(_ROLE_LABELS[role]), shown, total))
-    return result
+    rows = MessageAddress.objects.filter(message_id=message.pk, role__in=roles).annotate(
+        position=Window(RowNumber(), partition_by=[F("role")], order_by=F("pk").asc()),
+        role_total=Window(Count("pk"), partition_by=[F("role")]),
+    )
+    if not show_all:
+        rows = rows.filter(position__lte=RECIPIENT_DISPLAY_LIMIT)
+    by_role: dict[str, list[Any]] = {}
+    for row in rows.order_by("role", "position"):
+        by_role.setdefault(row.role, []).append(row)
+    return [
+        Recipients(role, str(_ROLE_LABELS[role]), by_role[role], by_role[role][0].role_total)
+        for role in roles
+        if role in by_role
+    ]
 
 
 def message_attachments(message: Message) -> QuerySet[Attachment]:

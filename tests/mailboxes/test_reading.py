@@ -224,6 +224,33 @@ def test_message_page_shows_headers_in_the_readers_time_zone_and_marks_read(
     assert message.is_read
 
 
+@pytest.mark.parametrize("size", [2, 80])
+def test_message_page_costs_the_same_queries_at_any_size(
+    team: Team, mailbox: Mailbox, size: int, django_assert_max_num_queries: Any
+) -> None:
+    """Recipients of every role in one query, cut at the display limit; records, attachments
+    and the thread each one query, however many."""
+    records = [CandidateFactory(organization=team.organization, owner=team.owner) for _ in range(3)]
+    thread = Thread.objects.create(organization=team.organization, subject="Offer")
+    roles = [AddressRole.TO, AddressRole.CC, AddressRole.BCC, AddressRole.REPLY_TO]
+    addresses = [(AddressRole.FROM, "taro@example.jp")] + [
+        (role, f"{role}{number}@list.example") for role in roles for number in range(size)
+    ]
+    message = _received(
+        team, mailbox, subject="Offer", thread=thread, records=records, addresses=addresses
+    )
+    for number in range(size // 10 + 1):
+        _received(team, mailbox, subject=f"Re: Offer {number}", thread=thread)
+        attachment_add(message, filename=f"cv{number}.pdf")
+    client = team.client_for(team.owner)
+    # Session, user, membership, organisation; the message; marking it read; its recipients;
+    # who can see it (two); the header's mailboxes; records, attachments, thread.
+    with django_assert_max_num_queries(13):
+        page = _get(client, "mail:message", message.pk).content.decode()
+    assert f"bcc{size - 1}@list.example" in page if size <= 50 else "and 30 more" in page
+    assert "reply_to0@list.example" in page and "cc0@list.example" in page
+
+
 def test_hidden_and_foreign_ids_are_404_everywhere(
     team: Team, mailbox: Mailbox, candidate: Any, media: Path
 ) -> None:
