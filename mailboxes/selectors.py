@@ -191,7 +191,12 @@ def _first_recipient() -> Subquery:
 def message_rows(messages: QuerySet[Message], *, user: Any) -> QuerySet[Message]:
     """``messages`` with what a list row shows (sender, owner, record chips), in the order
     they were given (a search's), else newest first."""
-    chips = Record.objects.visible_to(user).order_by("kind", "display_name", "pk")
+    # A chip shows a record's kind and name (and links to it): not its notes or other columns.
+    chips = (
+        Record.objects.visible_to(user)
+        .only("pk", "kind", "display_name")
+        .order_by("kind", "display_name", "pk")
+    )
     return (
         messages.select_related("owner")
         .annotate(first_recipient=_first_recipient())
