@@ -130,7 +130,7 @@ def test_list_search_by_name_and_address_with_paging(
         addresses=["sato@corp.example"],
     )
     client = team.client_for(team.teammate)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         first = client.get(reverse("records:candidate_list"))
     assert len(first.context["page"].object_list) == 25
     assert client.get(reverse("records:candidate_list"), {"page": 2}).context["page"].number == 2

@@ -246,9 +246,9 @@ def test_admin_page_shows_each_mailbox_permission_in_constant_queries(
             permission=Permission.PUBLIC if number % 2 else Permission.ADMIN, locked=number == 1
         )
     admin = team.client_for(team.admin)
-    # Session, user, membership, organisation; the header's mailboxes; the members; their
-    # mailboxes with their sharing.
-    with django_assert_max_num_queries(7):  # type: ignore[operator]
+    # Session, user, membership with its organisation; the header's mailboxes; the members;
+    # their mailboxes with their sharing.
+    with django_assert_max_num_queries(6):  # type: ignore[operator]
         page = admin.get(reverse("sharing:admin")).content.decode()
     assert f'Box 0 <span class="badge">Active</span>: {Permission.ADMIN.label}' in page
     if mailboxes > 1:
