@@ -9,39 +9,47 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import Storage, default_storage
 
-from mailboxes.models import StoredBlob
+if TYPE_CHECKING:
+    from mailboxes.models import StoredBlob
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _store(prefix: str, digest: str, suffix: str, data: bytes) -> str:
+def _store(
+    prefix: str, digest: str, suffix: str, data: bytes, storage: Storage | None = None
+) -> str:
     # One level of 256 folders, as git's object store: two levels (65,536 folders) made nearly
     # every message of a first import create a folder, which costs as much as the file itself
     # (bench/ingest.py). Names already stored keep their old paths: each row holds its name.
+    storage = default_storage if storage is None else storage
     name = f"{prefix}/{digest[:2]}/{digest}{suffix}"
-    if default_storage.exists(name):
-        if default_storage.size(name) == len(data):
+    if storage.exists(name):
+        if storage.size(name) == len(data):
             return name
         # A worker killed while writing this file left it short, often empty (the storage
         # writes in place, not through a rename). Reusing it would commit a message whose raw
         # bytes are cut off, and then delete the only whole copy from the POP3 server (seen
         # by bench/crash.py). Write it again.
-        default_storage.delete(name)
-    stored = default_storage.save(name, ContentFile(data))
+        storage.delete(name)
+    stored = storage.save(name, ContentFile(data))
     # Another writer may have stored the same content between exists() and save(); the
     # storage then picks another name, which holds the same bytes: either serves.
     return stored
 
 
-def raw_store(*, raw: bytes, digest: str) -> str:
-    """Store a message's raw bytes; return the storage name for Message.raw."""
-    return _store("raw", digest, ".eml", raw)
+def raw_store(*, raw: bytes, digest: str, storage: Storage | None = None) -> str:
+    """Store a message's raw bytes; return the storage name for Message.raw.
+
+    ``storage``: the default storage unless given (the parser process passes its own
+    FileSystemStorage of the same folder: it has no Django settings of its own)."""
+    return _store("raw", digest, ".eml", raw, storage)
 
 
 def blob_store(*, payload: bytes) -> StoredBlob:
@@ -56,6 +64,10 @@ def blobs_store(*, payloads: Sequence[bytes]) -> list[StoredBlob]:
     together. Call inside a transaction, so that rows and the rows that point at them commit
     together.
     """
+    # Imported here, not at the top: the parser process writes raw files with this module
+    # and runs without Django's app registry, so it must not import models.
+    from mailboxes.models import StoredBlob
+
     if not payloads:
         return []
     digests = [content_hash(payload) for payload in payloads]

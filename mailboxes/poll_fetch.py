@@ -6,16 +6,22 @@ message that keeps failing is quarantined (``record_failure``) while the rest ke
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import transaction
 from django.utils import timezone
 
 from mailboxes.committer import BackgroundCommitter
 from mailboxes.mailstore import content_hash, raw_store
 from mailboxes.models import Mailbox, ServerMessage, ServerMessageState, uid_digest
+from mailboxes.parser_process import FileStore, ParserProcess, ParserUnavailable
 from mailboxes.parsing import ParsedMessage, parse_message
 from mailboxes.poll_report import save_progress
 from mailboxes.poll_session import SETTLED_STATES, PollSession, WantedMessage, keep_lease
@@ -27,6 +33,14 @@ logger = logging.getLogger(__name__)
 
 BATCH_MESSAGES = 50
 BATCH_BYTES = 16 * 1024 * 1024
+# A poll with this many messages to fetch parses them in a second process; a smaller one is
+# not worth starting it (a fraction of a second).
+PARSER_PROCESS_FROM = 100
+# At most this much in the parser process's hands at once (memory; the pipes are streamed).
+PARSER_WINDOW_MESSAGES = 64
+PARSER_WINDOW_BYTES = 16 * 1024 * 1024
+# The interpreter's thread switch interval while a poll runs (_quick_thread_switches).
+POLL_SWITCH_INTERVAL_SECONDS = 0.0005
 # This many messages refused one after another (-ERR to RETR) end the poll as a server fault.
 REFUSALS_IN_A_ROW_END_THE_POLL = 5
 
@@ -37,64 +51,207 @@ def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
     A message the server refuses (-ERR to RETR) fails alone and the poll goes on; a lost
     connection ends it (Pop3Error), once the messages already retrieved are committed.
 
-    Each batch commits on a second thread while the next one is fetched (BackgroundCommitter);
-    every commit has ended when this returns or raises.
+    Three things overlap in a big poll: this thread RETRs (TLS, hashing), a parser process
+    parses and writes the raw files (``mailboxes.parser_process``, for PARSER_PROCESS_FROM
+    messages or more), and each batch commits on a second thread while the next one is fetched
+    (BackgroundCommitter). Every commit has ended, and the parser process is reaped, when this
+    returns or raises.
     """
 
     def committed(batch: Sequence[IncomingMessage], failed: int) -> None:
         session.retrieved_uncommitted -= len(batch) - failed
 
-    batch: list[IncomingMessage] = []
-    batch_bytes = 0
     refused = 0
     refused_in_a_row = 0
+    parser = _start_parser(session.mailbox) if len(wanted) >= PARSER_PROCESS_FROM else None
     try:
-        with BackgroundCommitter(
-            lambda batch: _commit(session, list(batch)), committed
-        ) as committer:
+        with (
+            _quick_thread_switches(),
+            BackgroundCommitter(
+                lambda batch: _commit(session, list(batch)), committed
+            ) as committer,
+        ):
+            flow = _Flow(session, committer, parser)
             for item in wanted:
                 try:
-                    incoming = _retrieve(session, item)
+                    retrieved = _retrieve(session, item)
                 except MessageRefused:
-                    # -ERR to RETR is a whole reply: no message data came, the session is in step,
-                    # and the message is neither retrieved nor marked for deletion. RFC 1939 §7
-                    # has RETR answer -ERR with no message sent, and §6 removes only DELE-marked
-                    # messages at QUIT, so this message does not stand in the way of QUIT (a
-                    # provider that counts RETR'd messages as taken at QUIT never handed it out).
-                    # It failed (counted towards its quarantine in _retrieve); the rest go on.
+                    # -ERR to RETR is a whole reply: no message data came, the session is in
+                    # step, and the message is neither retrieved nor marked for deletion.
+                    # RFC 1939 §7 has RETR answer -ERR with no message sent, and §6 removes
+                    # only DELE-marked messages at QUIT, so this message does not stand in the
+                    # way of QUIT (a provider that counts RETR'd messages as taken at QUIT
+                    # never handed it out). It failed (counted towards its quarantine in
+                    # _retrieve); the rest go on.
                     refused += 1
                     refused_in_a_row += 1
                     if refused_in_a_row >= REFUSALS_IN_A_ROW_END_THE_POLL:
                         # A server refusing everything is the server's problem, not each
                         # message's: end the poll (retried later) before every message on it
                         # collects a failure.
-                        committer.submit(batch)
+                        flow.finish()
                         raise
                     continue
                 except Pop3Error:
-                    # The session is lost, but the messages retrieved before it are whole: commit
-                    # them before giving up. Otherwise a message that always breaks the connection
-                    # would keep every message batched before it from being committed, poll after
-                    # poll.
-                    committer.submit(batch)
+                    # The session is lost, but the messages retrieved before it are whole:
+                    # commit them before giving up. Otherwise a message that always breaks the
+                    # connection would keep every message batched before it from being
+                    # committed, poll after poll.
+                    flow.finish()
                     raise
                 refused_in_a_row = 0
-                if incoming is None:
-                    continue
-                batch.append(incoming)
-                batch_bytes += len(incoming.raw)
-                if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-                    committer.submit(batch)
-                    batch, batch_bytes = [], 0
-            committer.submit(batch)
+                if retrieved is not None:
+                    flow.add(retrieved)
+            flow.finish()
     finally:
         # Added here, once every commit has ended: the commit thread counts its failures in
         # the same report field.
         session.report.failed += refused
+        if parser is not None:
+            parser.close()
     return committer.failed + refused
 
 
-def _retrieve(session: PollSession, item: WantedMessage) -> IncomingMessage | None:
+@contextlib.contextmanager
+def _quick_thread_switches() -> Iterator[None]:
+    """Let the interpreter hand the GIL between threads every 0.5 ms for the poll, not 5 ms.
+
+    The polling thread mostly waits on sockets and pipes, in many short waits (a RETR is a
+    dozen TLS reads); each time it wakes while the commit thread runs Python, it waits for
+    the switch interval before it may go on. At the default 5 ms that made its reads cost 2.5
+    times what they cost alone (bench/ingest.py --profile). The setting is the process's: the
+    poll is the only work of a worker process while it runs, and it is restored afterwards.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, POLL_SWITCH_INTERVAL_SECONDS))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+@dataclass
+class _Retrieved:
+    """A message's bytes, as RETR gave them, waiting for its parse."""
+
+    item: WantedMessage
+    raw: bytes
+    digest: str
+    uid: str
+    existing: KnownUid | None
+
+
+class _Flow:
+    """Retrieved messages -> parsed (here or in the parser process) -> batches -> commits.
+
+    In order: results come back from the parser process in the order sent, and batches commit
+    one after another, so a message's place in the poll never changes.
+    """
+
+    def __init__(
+        self,
+        session: PollSession,
+        committer: BackgroundCommitter[IncomingMessage],
+        parser: ParserProcess | None,
+    ) -> None:
+        self.session = session
+        self.committer = committer
+        self.parser = parser
+        self.in_parser: deque[_Retrieved] = deque()
+        self.in_parser_bytes = 0
+        self.batch: list[IncomingMessage] = []
+        self.batch_bytes = 0
+
+    def add(self, retrieved: _Retrieved) -> None:
+        if self.parser is not None:
+            try:
+                self.parser.submit(retrieved.raw, retrieved.digest)
+            except ParserUnavailable as exc:
+                self._parse_here_from_now(exc)
+            else:
+                self.in_parser.append(retrieved)
+                self.in_parser_bytes += len(retrieved.raw)
+                # Take what is ready, and wait only when enough is in the parser's hands
+                # (bounded, for memory): RETR the next message meanwhile.
+                while self.in_parser and (
+                    len(self.in_parser) > PARSER_WINDOW_MESSAGES
+                    or self.in_parser_bytes > PARSER_WINDOW_BYTES
+                    or self.parser.result_ready()
+                ):
+                    self._take_parsed()
+                return
+        self._batch(_parsed_here(self.session, retrieved))
+
+    def finish(self) -> None:
+        """Wait for every parse, and submit the last batch (its commit starts)."""
+        while self.in_parser:
+            self._take_parsed()
+        self.committer.submit(self.batch)
+        self.batch, self.batch_bytes = [], 0
+
+    def _take_parsed(self) -> None:
+        retrieved = self.in_parser.popleft()
+        self.in_parser_bytes -= len(retrieved.raw)
+        assert self.parser is not None
+        try:
+            result = self.parser.result()
+        except ParserUnavailable as exc:
+            self.in_parser.appendleft(retrieved)
+            self.in_parser_bytes += len(retrieved.raw)
+            self._parse_here_from_now(exc)
+            return
+        raw_name = (
+            result.raw_name
+            if self.parser.file_store is not None
+            else _raw_store_early(
+                self.session.mailbox, retrieved.raw, retrieved.digest, result.parsed
+            )
+        )
+        self._batch(_incoming(retrieved, result.parsed, raw_name, result.search_document))
+
+    def _parse_here_from_now(self, reason: ParserUnavailable) -> None:
+        """The parser process failed: parse what it held, and what follows, in this process."""
+        logger.warning(
+            "mailbox %s: parsing in-process from here (%s)", self.session.mailbox.pk, reason
+        )
+        parser, self.parser = self.parser, None
+        if parser is not None:
+            parser.close()
+        while self.in_parser:
+            self._batch(_parsed_here(self.session, self.in_parser.popleft()))
+        self.in_parser_bytes = 0
+
+    def _batch(self, incoming: IncomingMessage) -> None:
+        self.batch.append(incoming)
+        self.batch_bytes += len(incoming.raw)
+        if len(self.batch) >= BATCH_MESSAGES or self.batch_bytes >= BATCH_BYTES:
+            self.committer.submit(self.batch)
+            self.batch, self.batch_bytes = [], 0
+
+
+def _start_parser(mailbox: Mailbox) -> ParserProcess | None:
+    """A parser process for this poll, or None (then the poll parses in-process)."""
+    storage = storages["default"]
+    # Only Django's own FileSystemStorage is handed over (by its folder and modes): the child
+    # has no Django settings, and a subclass or a remote storage may need them.
+    file_store = (
+        FileStore(
+            location=str(storage.location),
+            file_permissions_mode=storage.file_permissions_mode,
+            directory_permissions_mode=storage.directory_permissions_mode,
+        )
+        if type(storage) is FileSystemStorage
+        else None
+    )
+    try:
+        return ParserProcess(own_address=mailbox.email_address, file_store=file_store)
+    except (OSError, ParserUnavailable):
+        logger.exception("mailbox %s: no parser process; parsing in-process", mailbox.pk)
+        return None
+
+
+def _retrieve(session: PollSession, item: WantedMessage) -> _Retrieved | None:
+    """RETR one message; None when it turns out to be already known (servers without UIDs)."""
     assert session.pop is not None
     keep_lease(session)
     try:
@@ -130,28 +287,45 @@ def _retrieve(session: PollSession, item: WantedMessage) -> IncomingMessage | No
         existing = (
             None if known is None else KnownUid(known[0], known[1], 0, None, timezone.now(), None)
         )
-    parsed = parse_message(raw)
+    return _Retrieved(item=item, raw=raw, digest=digest, uid=uid, existing=existing)
+
+
+def _parsed_here(session: PollSession, retrieved: _Retrieved) -> IncomingMessage:
+    parsed = parse_message(retrieved.raw)
+    raw_name = _raw_store_early(session.mailbox, retrieved.raw, retrieved.digest, parsed)
+    return _incoming(retrieved, parsed, raw_name)
+
+
+def _incoming(
+    retrieved: _Retrieved,
+    parsed: ParsedMessage,
+    raw_name: str | None,
+    search_document: str | None = None,
+) -> IncomingMessage:
+    existing = retrieved.existing
     return IncomingMessage(
-        uid=uid,
-        uid_hash=uid_digest(uid),
-        raw=raw,
-        digest=digest,
+        uid=retrieved.uid,
+        uid_hash=uid_digest(retrieved.uid),
+        raw=retrieved.raw,
+        digest=retrieved.digest,
         parsed=parsed,
-        size=item.size,
+        size=retrieved.item.size,
         existing_server_row=existing.pk if existing is not None else None,
-        raw_name=_raw_store_early(session.mailbox, raw, digest, parsed),
+        raw_name=raw_name,
+        search_document=search_document,
     )
 
 
 def _raw_store_early(
     mailbox: Mailbox, raw: bytes, digest: str, parsed: ParsedMessage
 ) -> str | None:
-    """Write the raw file here, on the fetching thread, so that the commit thread (the import's
-    slower half: it waits for the database) does not have to; None leaves it to the commit.
+    """Write the raw file before the commit, so that the commit thread (it waits for the
+    database) does not have to; None leaves it to the commit.
 
     Not for the mailbox's own sent mail, which may be the copy of a message the hub sent: that
     is stored as a duplicate, without its file. A failure is left to the commit too, which
-    writes again and, if that fails, fails this message alone.
+    writes again and, if that fails, fails this message alone. (The parser process applies
+    the same rule when it writes the file.)
     """
     sender = parsed.sender
     if sender is not None and sender.address == mailbox.email_address:

@@ -34,7 +34,7 @@ from mailboxes.models import (
     Thread,
 )
 from mailboxes.parsing import Correspondent, ParsedMessage
-from mailboxes.search_index import document_of, message_fields, search_entries_write
+from mailboxes.search_index import parsed_message_document, search_entries_write
 from records.models import Contact, RecordAddress, RecordKind
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class IncomingMessage:
     size: int
     existing_server_row: int | None = None  # a FAILED row to update instead of inserting
     raw_name: str | None = None  # already in the mail store (written while fetching)
+    search_document: str | None = None  # parsed_message_document(parsed), if already built
 
 
 @dataclass
@@ -69,6 +70,7 @@ class StoreOutcome:
 
 
 def _correspondents(parsed: ParsedMessage) -> list[tuple[str, Correspondent]]:
+    # The order mailboxes.search_index.parsed_message_document follows too.
     people: list[tuple[str, Correspondent]] = []
     if parsed.sender is not None:
         people.append((AddressRole.FROM, parsed.sender))
@@ -303,30 +305,18 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
         MessageAddress.objects.bulk_create(addresses)
         MessageLink.objects.bulk_create(links, ignore_conflicts=True)
         Attachment.objects.bulk_create(attachments)
-        # Search entries from what is in hand (no reading back of the bodies just written).
-        correspondents: dict[int, list[tuple[str, str]]] = {}
-        for row in addresses:
-            correspondents.setdefault(row.message.pk, []).append((row.name, row.address))
-        file_names: dict[int, list[str]] = {}
-        for attachment in attachments:
-            file_names.setdefault(attachment.message.pk, []).append(attachment.filename)
+        # Search entries from what is in hand (no reading back of the bodies just written;
+        # the parser process may have built the text already).
         search_entries_write(
             entries=[
                 (
                     message.pk,
-                    document_of(
-                        message_fields(
-                            subject=message.subject,
-                            from_name=message.from_name,
-                            from_address=message.from_address,
-                            correspondents=correspondents.get(message.pk, []),
-                            attachment_names=file_names.get(message.pk, []),
-                            body_text=message.body_text,
-                        )
-                    ),
+                    incoming.search_document
+                    if incoming.search_document is not None
+                    else parsed_message_document(incoming.parsed),
                     message.sort_at,
                 )
-                for _incoming, message in to_create
+                for incoming, message in to_create
             ]
         )
 
