@@ -88,7 +88,9 @@ def _poll(session: PollSession) -> None:
     save_progress(report)
     failed = fetch_and_store(session, wanted)
     to_delete = deletions_due(
-        mailbox, pop_uids=uids, known=known_uids(mailbox) if wanted else known
+        mailbox,
+        pop_uids=_identities(uids, session.content_numbers),
+        known=known_uids(mailbox) if wanted else known,
     )
     all_committed = session.retrieved_uncommitted == 0
     if all_committed:
@@ -105,3 +107,17 @@ def _poll(session: PollSession) -> None:
     if mailbox.first_import_pending:
         Mailbox.objects.filter(pk=mailbox.pk).update(first_import_pending=False)
     finish_ok(session, failed=failed)
+
+
+def _identities(uids: dict[int, str] | None, content_numbers: dict[int, str]) -> dict[int, str]:
+    """Message number -> the id the hub knows it by: its UID, or for a message without a usable
+    UID (no UIDL, or a UID listed twice) the content UID of the bytes RETR gave this session.
+
+    A content UID stands only for the message retrieved under that number in this session:
+    RFC 1939 §3 keeps message numbers fixed for the whole session, so a DELE of that number at
+    the end of it removes exactly the bytes that were hashed and committed. A message the
+    session could not retrieve has no entry, and so is never deleted.
+    """
+    identities = dict(uids or {})
+    identities.update(content_numbers)
+    return identities

@@ -269,6 +269,7 @@ def _retrieve(session: PollSession, item: WantedMessage) -> _Retrieved | None:
     uid = item.uid if item.uid is not None else f"sha256:{digest}"
     existing = item.existing
     if item.uid is None:
+        session.content_numbers[item.number] = uid
         if uid in session.content_uids:
             # The same bytes twice on a server without usable UIDs: the first copy's row and
             # message stand for both (a second row for the same content UID would break the

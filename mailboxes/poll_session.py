@@ -52,6 +52,9 @@ class PollSession:
     retrieved_uncommitted: int = 0
     # Content UIDs ("sha256:…") retrieved in this session, for servers without usable UIDs.
     content_uids: set[str] = field(default_factory=set)
+    # Message number -> content UID, for each message without a usable UID that this session
+    # retrieved (whether new or already stored): what the deletion policy can act on there.
+    content_numbers: dict[int, str] = field(default_factory=dict)
     lease_renewed_at: float = field(default_factory=time.monotonic)
 
 

@@ -56,8 +56,13 @@ def known_uids(mailbox: Mailbox) -> dict[str, KnownUid]:
 def deletions_due(
     mailbox: Mailbox, *, pop_uids: dict[int, str] | None, known: dict[str, KnownUid]
 ) -> dict[int, int]:
-    """{ServerMessage pk: message number} to DELE under the mailbox's policy; committed UIDs only."""
-    if mailbox.deletion_policy == DeletionPolicy.KEEP or pop_uids is None:
+    """{ServerMessage pk: message number} to DELE under the mailbox's policy; committed UIDs only.
+
+    ``pop_uids``: message number -> UID, or content UID ("sha256:…") for a message that has
+    no usable UID and was retrieved in this session (``mailboxes.importer._identities``); a
+    number missing from it is never deleted.
+    """
+    if mailbox.deletion_policy == DeletionPolicy.KEEP or not pop_uids:
         return {}
     counts: dict[str, int] = {}
     for uid in pop_uids.values():

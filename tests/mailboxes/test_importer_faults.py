@@ -98,9 +98,9 @@ def assert_safe(mailbox: Mailbox, server: FaultPop3Server, delivered: list[bytes
             state__in=[ServerMessageState.IMPORTED, ServerMessageState.DUPLICATE],
         ).values_list("uid", flat=True)
     )
-    committed_contents = {f"sha256:{d}" for d in stored}
-    for uid in server.deleted_uids:
-        assert uid in committed or uid in committed_contents or server.faults.gmail_quit
+    for uid, raw in zip(server.deleted_uids, server.deleted_messages, strict=True):
+        # Deleted by its UID, or (no usable UID) by the content UID of the very bytes deleted.
+        assert uid in committed or f"sha256:{digest(raw)}" in committed or server.faults.gmail_quit
     for message in Message.objects.filter(mailbox=mailbox).exclude(
         import_state=ImportState.PLACEHOLDER
     ):
@@ -349,6 +349,66 @@ def test_server_without_uidl_is_deduplicated_by_content(
     assert_safe(mailbox, server, delivered + [delivered[0]])
 
 
+@pytest.mark.parametrize(
+    ("policy", "days_on_server", "binned", "deleted"),
+    [
+        (DeletionPolicy.KEEP, 0, False, 0),
+        (DeletionPolicy.AFTER_IMPORT, 0, False, 3),
+        (DeletionPolicy.AFTER_DAYS, 3, False, 0),
+        (DeletionPolicy.AFTER_DAYS, 8, False, 3),
+        (DeletionPolicy.WHEN_DELETED_HERE, 0, False, 0),
+        (DeletionPolicy.WHEN_DELETED_HERE, 0, True, 1),
+    ],
+)
+def test_a_server_without_uidl_gets_the_deletion_policy_by_content(
+    team: Team,
+    server: FaultPop3Server,
+    policy: str,
+    days_on_server: int,
+    binned: bool,
+    deleted: int,
+) -> None:
+    delivered = add(server, 3)
+    server.faults.no_uidl = True
+    mailbox = fault_mailbox(server, team.owner, deletion_policy=policy, delete_after_days=7)
+    report = poll(mailbox, server)
+    assert (report.outcome, report.imported) == (PollOutcome.OK, 3)
+    # Delete-after-import acts in the importing session itself; the others at a later poll
+    # (which, without UIDL, retrieves every message again to know it by its content).
+    first_deleted = 3 if policy == DeletionPolicy.AFTER_IMPORT else 0
+    assert report.deleted_on_server == first_deleted
+    ServerMessage.objects.update(first_seen_at=timezone.now() - timedelta(days=days_on_server))
+    if binned:
+        Message.objects.filter(subject="M1").update(deleted_at=timezone.now())
+    delivered += add(server, 1, prefix="late")  # arrives meanwhile: imported, and its turn
+    report = poll(mailbox, server)
+    assert report.imported == 1
+    late = 1 if policy == DeletionPolicy.AFTER_IMPORT else 0
+    assert report.deleted_on_server == deleted - first_deleted + late
+    assert len(server.messages) == 4 - deleted - late
+    if binned:
+        assert digest(delivered[1]) not in {digest(raw) for _uid, raw in server.messages}
+    assert_safe(mailbox, server, delivered)
+
+
+def test_without_uidl_a_message_the_session_could_not_read_is_not_deleted(
+    team: Team, server: FaultPop3Server
+) -> None:
+    delivered = add(server, 3)
+    server.faults.no_uidl = True
+    mailbox = fault_mailbox(server, team.owner, deletion_policy=DeletionPolicy.AFTER_IMPORT)
+    server.faults.drop_before_quit = True
+    assert poll(mailbox, server).imported == 3  # committed, but that session never QUIT
+    server.faults.drop_before_quit = False
+    server.faults.err_on = {"RETR 2": "-ERR not now"}
+    report = poll(mailbox, server)
+    # Message 2 is stored already, but this session did not read it: nothing says that number
+    # is still those bytes, so it stays.
+    assert (report.outcome, report.failed, report.deleted_on_server) == (PollOutcome.PARTIAL, 1, 2)
+    assert [digest(raw) for _uid, raw in server.messages] == [digest(delivered[1])]
+    assert_safe(mailbox, server, delivered)
+
+
 def test_two_messages_with_one_uid_are_both_imported_once(
     team: Team, server: FaultPop3Server
 ) -> None:
@@ -357,11 +417,17 @@ def test_two_messages_with_one_uid_are_both_imported_once(
     server.add_message(second, uid="same")
     server.add_message(other)
     mailbox = fault_mailbox(server, team.owner, deletion_policy=DeletionPolicy.AFTER_IMPORT)
+    server.faults.drop_before_quit = True  # first a session whose deletions never happen
     report = poll(mailbox, server)
-    assert (report.outcome, report.imported, report.failed) == (PollOutcome.OK, 3, 0)
-    # An ambiguous UID could name either message: only the unambiguous one is deleted.
-    assert [uid for uid, _raw in server.messages] == ["same", "same"]
-    assert poll(mailbox, server).imported == 0
+    assert (report.outcome, report.imported, report.failed) == (PollOutcome.ERROR, 3, 0)
+    assert len(server.messages) == 3
+    server.faults.drop_before_quit = False
+    report = poll(mailbox, server)
+    assert (report.outcome, report.imported, report.deleted_on_server) == (PollOutcome.OK, 0, 3)
+    # The ambiguous UID names nothing, but each of its messages was retrieved in the session
+    # and matched to stored bytes by its content UID, under a number that stays put for the
+    # session (RFC 1939 §3): all three go.
+    assert server.messages == []
     assert set(Message.objects.values_list("subject", flat=True)) == {"first", "second", "other"}
     assert_safe(mailbox, server, [first, second, other])
 

@@ -12,7 +12,7 @@ sessions. Two "faults" are mailbox contents rather than switches:
 - a 100 KB line: ``add_message(long_line_message())``.
 
 Assertions read ``server.messages`` (what is on the server now), ``server.deleted_uids``
-(what QUIT removed, in order) and ``server.commands`` (every command line received, PASS
+(what QUIT removed, in order; ``deleted_messages`` their bytes) and ``server.commands`` (every command line received, PASS
 included: these are test credentials).
 """
 
@@ -83,6 +83,7 @@ class FaultPop3Server:
         self.port = 0
         self.commands: list[str] = []
         self.deleted_uids: list[str] = []
+        self.deleted_messages: list[bytes] = []  # their bytes, in the same order
         self.connections = 0  # TCP connections accepted (a refused host check makes none)
         self.sessions_started = 0  # successful logins
         self._stored: list[_Stored] = []
@@ -178,6 +179,7 @@ class FaultPop3Server:
         with self._state:
             self._stored = [stored for stored in self._stored if stored.key not in keys]
             self.deleted_uids.extend(stored.uid for stored in removed)
+            self.deleted_messages.extend(stored.raw for stored in removed)
 
     def _release(self) -> None:
         with self._state:
