@@ -8,7 +8,9 @@ unreferenced until then; it is never shown, because every read goes through a da
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.core.files.base import ContentFile
@@ -52,6 +54,47 @@ def raw_store(*, raw: bytes, digest: str, storage: Storage | None = None) -> str
     return _store("raw", digest, ".eml", raw, storage)
 
 
+def files_durable(*, names: Iterable[str], storage: Storage | None = None) -> int:
+    """fsync stored files and the folders that name them; return how many files.
+
+    Call before committing rows that refer to the files. The storage writes a file and
+    returns before the bytes reach the disk, so after a power cut or a kernel crash a
+    committed row could name an empty or missing file, while the POP3 server has already
+    deleted the only other copy. On a file system a file's data is durable after fsync on the
+    file, and its name after fsync on its folder (POSIX does not promise that one implies the
+    other); each folder is synced once, whatever the number of files in it, and the folders
+    above it up to the store's root too (a batch may have created them). A storage without
+    local paths (S3) has stored the object durably when ``save`` returned: nothing to do.
+    """
+    storage = default_storage if storage is None else storage
+    try:
+        root = Path(storage.path(""))
+    except NotImplementedError:
+        return 0
+    folders: set[Path] = set()
+    count = 0
+    for name in set(names):
+        path = Path(storage.path(name))
+        _fsync(path, os.O_RDONLY)
+        count += 1
+        folder = path.parent
+        while folder not in folders and (folder == root or root in folder.parents):
+            folders.add(folder)
+            folder = folder.parent
+    # Deepest first: a folder's own entry is in its parent.
+    for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):
+        _fsync(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    return count
+
+
+def _fsync(path: Path, flags: int) -> None:
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def blob_store(*, payload: bytes) -> StoredBlob:
     """The StoredBlob for ``payload``, written once per content hash."""
     return blobs_store(payloads=[payload])[0]
@@ -80,15 +123,13 @@ def blobs_store(*, payloads: Sequence[bytes]) -> list[StoredBlob]:
     if missing:
         # ON CONFLICT DO NOTHING: a concurrent import of another mailbox may store the same
         # content first (PostgreSQL waits for its transaction); its row then serves both.
-        StoredBlob.objects.bulk_create(
-            [
-                StoredBlob(
-                    sha256=digest, size=len(payload), file=_store("blobs", digest, "", payload)
-                )
-                for digest, payload in missing.items()
-            ],
-            ignore_conflicts=True,
-        )
+        written = [
+            StoredBlob(sha256=digest, size=len(payload), file=_store("blobs", digest, "", payload))
+            for digest, payload in missing.items()
+        ]
+        # Durable before the caller's transaction commits rows that point at them.
+        files_durable(names=[blob.file.name for blob in written])
+        StoredBlob.objects.bulk_create(written, ignore_conflicts=True)
         found.update(
             (blob.sha256, blob) for blob in StoredBlob.objects.filter(sha256__in=list(missing))
         )

@@ -18,7 +18,7 @@ from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from mailboxes.linking import LINKING_ROLES
-from mailboxes.mailstore import blobs_store, raw_store
+from mailboxes.mailstore import blobs_store, files_durable, raw_store
 from mailboxes.models import (
     AddressRole,
     Attachment,
@@ -60,6 +60,7 @@ class IncomingMessage:
     existing_server_row: int | None = None  # a FAILED row to update instead of inserting
     raw_name: str | None = None  # already in the mail store (written while fetching)
     search_document: str | None = None  # parsed_message_document(parsed), if already built
+    raw_durable: bool = False  # raw_name's file, and its folders, already fsynced
 
 
 @dataclass
@@ -239,6 +240,15 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
             message.raw.name = incoming.raw_name or raw_store(
                 raw=incoming.raw, digest=incoming.digest
             )
+        # The raw files (written early by the poll or its parser process, or just now) reach
+        # the disk before the rows that name them can commit (blobs_store does the same).
+        files_durable(
+            names=[
+                message.raw.name
+                for incoming, message in to_create
+                if not (incoming.raw_durable and incoming.raw_name == message.raw.name)
+            ]
+        )
         Message.objects.bulk_create([message for _, message in to_create])
         blobs = iter(
             blobs_store(
