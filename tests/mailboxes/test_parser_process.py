@@ -215,3 +215,26 @@ def test_with_a_storage_other_than_the_file_system_the_worker_writes_the_raw_fil
         message = Message.objects.get(mailbox=dovecot_mailbox)
         assert OtherStorage.saved == [message.raw.name]
         assert raw_read(message.raw.name).endswith(b"body\r\n")
+
+
+def _parse_in_a_daemonic_process(results: Any) -> None:
+    parser = ParserProcess(own_address="owner@sakura.example", file_store=None)
+    try:
+        parser.submit(b"From: a@example.com\r\nSubject: from a daemon\r\n\r\nbody\r\n", "0" * 64)
+        results.put(parser.result().parsed.subject)
+    finally:
+        parser.close()
+
+
+def test_the_parser_process_starts_from_a_daemonic_process_as_celery_prefork_runs_tasks() -> None:
+    # A Celery prefork child is daemonic, and multiprocessing refuses to start children from
+    # one; the parser process is a plain subprocess, which is allowed.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    worker = context.Process(target=_parse_in_a_daemonic_process, args=(results,), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    assert results.get(timeout=5) == "from a daemon"
