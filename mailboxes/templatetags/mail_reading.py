@@ -3,9 +3,9 @@ rows of the mail lists and record chips.
 
 A list page shows 25 rows, each with links, a date and record chips. Rendered with an
 ``{% include %}``, a ``{% url %}``, date filters and translations per row and per chip, the rows
-cost about 0.3 ms each, half a page's Python time (docs/benchmarks.md, bench/pages.py). Here
-what every row shares is worked out once per page (the URL patterns, the kinds' labels, the
-date format), each row becomes a small dict, and one template places the values of all rows.
+took 9.6 ms of a page's 25-30 ms of Python. Here what every row shares is worked out once per
+page (the URL patterns, the kinds' labels, the date format), each row becomes a small dict, and
+one template places the values of all rows: 4.3 ms (docs/benchmarks.md, bench/pages.py).
 """
 
 from __future__ import annotations
