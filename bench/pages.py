@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             "LOG_LEVEL": "WARNING",
         }
     )
-    import django
-
-    django.setup()
     from django.core.management import call_command
+
+    # Start as the web process does (recruitmail/wsgi.py: django.setup(), then gc.freeze() of
+    # what starting made), so that the collector's passes cost here what they cost there.
+    import recruitmail.wsgi  # noqa: F401
 
     call_command("collectstatic", interactive=False, verbosity=0)  # as the image does
     landmarks = _landmarks_of_last_load()
