@@ -35,6 +35,7 @@ import fcntl
 import logging
 import os
 import pickle
+import re
 import select
 import struct
 import subprocess
@@ -55,6 +56,27 @@ _FRAME = struct.Struct("!Q")
 RESULT_TIMEOUT_SECONDS = 120.0
 
 
+# What mailboxes.composing.new_message_id makes (email.utils.make_msgid: time, pid and a random
+# number, dot-separated, then @domain), without <>.
+_HUB_MESSAGE_ID = re.compile(r"\d+\.\d+\.\d+@[^@\s]+")
+
+
+def raw_file_early(parsed: ParsedMessage, own_address: str) -> bool:
+    """Whether to write a fetched message's raw file before its commit.
+
+    Not for what may be the copy of a message the hub sent from this mailbox (a provider like
+    Gmail hands it back over POP3): the commit stores that as a duplicate, without a file, and
+    a file written early would stay unreferenced. Such a copy is the mailbox's own sent mail
+    with a Message-ID of the hub's making; the owner's other sent mail (sent from a phone, a
+    desktop client) is written early like everything else. A false alarm only leaves the
+    write to the commit.
+    """
+    sender = parsed.sender
+    if sender is None or sender.address != own_address:
+        return True
+    return _HUB_MESSAGE_ID.fullmatch(parsed.message_id) is None
+
+
 class ParserUnavailable(Exception):
     """The child died, hung or failed: parse in-process from here on."""
 
@@ -71,9 +93,8 @@ class FileStore:
 @dataclass(frozen=True)
 class ParseResult:
     parsed: ParsedMessage
-    # The raw file the child wrote, or None: the mailbox's own sent mail (which may be the
-    # copy of a message the hub sent, stored without a file), a write that failed, or no
-    # FileStore (then the poll writes it).
+    # The raw file the child wrote, or None: what may be the copy of a message the hub sent
+    # (raw_file_early), a write that failed, or no FileStore (then the poll writes it).
     raw_name: str | None
     search_document: str  # mailboxes.search_index.parsed_message_document(parsed)
 
@@ -262,8 +283,7 @@ def _child_main() -> int:
         raw, digest = pickle.loads(body)  # noqa: S301 -- from our parent
         parsed = parse_message(raw)
         raw_name = None
-        sender_address = parsed.sender.address if parsed.sender is not None else None
-        if storage is not None and sender_address != own_address:
+        if storage is not None and raw_file_early(parsed, own_address):
             try:
                 raw_name = raw_store(raw=raw, digest=digest, storage=storage)
             except OSError:

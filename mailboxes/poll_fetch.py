@@ -22,7 +22,12 @@ from django.utils import timezone
 from mailboxes.committer import BackgroundCommitter
 from mailboxes.mailstore import content_hash, files_durable, raw_store
 from mailboxes.models import Mailbox, ServerMessage, ServerMessageState, uid_digest
-from mailboxes.parser_process import FileStore, ParserProcess, ParserUnavailable
+from mailboxes.parser_process import (
+    FileStore,
+    ParserProcess,
+    ParserUnavailable,
+    raw_file_early,
+)
 from mailboxes.parsing import ParsedMessage, parse_message
 from mailboxes.poll_report import save_progress
 from mailboxes.poll_session import SETTLED_STATES, PollSession, WantedMessage, keep_lease
@@ -336,13 +341,12 @@ def _raw_store_early(
     """Write the raw file before the commit, so that the commit thread (it waits for the
     database) does not have to; None leaves it to the commit.
 
-    Not for the mailbox's own sent mail, which may be the copy of a message the hub sent: that
-    is stored as a duplicate, without its file. A failure is left to the commit too, which
+    Not for what may be the copy of a message the hub sent (``raw_file_early``): that is
+    stored as a duplicate, without its file. A failure is left to the commit too, which
     writes again and, if that fails, fails this message alone. (The parser process applies
     the same rule when it writes the file.)
     """
-    sender = parsed.sender
-    if sender is not None and sender.address == mailbox.email_address:
+    if not raw_file_early(parsed, mailbox.email_address):
         return None
     try:
         return raw_store(raw=raw, digest=digest)

@@ -16,6 +16,7 @@ from django.db import connection
 from django.test import override_settings
 
 from mailboxes import poll_fetch
+from mailboxes.composing import new_message_id
 from mailboxes.importer import mailbox_poll
 from mailboxes.mailstore import raw_read
 from mailboxes.models import (
@@ -26,7 +27,8 @@ from mailboxes.models import (
     MessageSearch,
     PollOutcome,
 )
-from mailboxes.parser_process import ParserProcess, ParserUnavailable
+from mailboxes.parser_process import ParserProcess, ParserUnavailable, raw_file_early
+from mailboxes.parsing import parse_message
 from mailboxes.search_index import message_search_index
 from tests.conftest import Team
 from tests.mailboxes.conftest import mailbox_for
@@ -238,3 +240,16 @@ def test_the_parser_process_starts_from_a_daemonic_process_as_celery_prefork_run
     worker.join(timeout=60)
     assert worker.exitcode == 0
     assert results.get(timeout=5) == "from a daemon"
+
+
+def test_only_what_may_be_a_copy_of_hub_mail_waits_for_the_commit_to_write_its_file() -> None:
+    def parsed(sender: str, message_id: str) -> Any:
+        return parse_message(
+            f"From: {sender}\r\nMessage-ID: <{message_id}>\r\nSubject: s\r\n\r\nx\r\n".encode()
+        )
+
+    own = "owner@sakura.example"
+    hub_id = new_message_id(own)  # as the hub names what it sends
+    assert not raw_file_early(parsed(own, hub_id), own)
+    assert raw_file_early(parsed(own, "CAF=phone-client.1@mail.example"), own)
+    assert raw_file_early(parsed("someone@client.example", hub_id), own)
