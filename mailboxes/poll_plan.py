@@ -37,8 +37,8 @@ def plan_fetch(
         # No UIDL: every message is fetched and identified by a hash of its bytes.
         return [WantedMessage(number=n, uid=None, size=sizes[n]) for n in sorted(sizes)]
     counts: dict[str, int] = {}
-    for uid in uids.values():
-        counts[uid] = counts.get(uid, 0) + 1
+    for listed in uids.values():
+        counts[listed] = counts.get(listed, 0) + 1
     wanted: list[WantedMessage] = []
     for number in sorted(sizes):
         uid = uids.get(number)
