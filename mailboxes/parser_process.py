@@ -4,8 +4,8 @@ A first import is CPU-bound on Python's GIL: the polling thread reads TLS and pa
 thread builds rows, and the two take turns on one core's worth of interpreter. The parse (the
 stdlib's feed parser, decoding, HTML sanitising) and the raw file's creation move here, to a
 child that ``subprocess.Popen`` starts as ``python -m mailboxes.parser_process``; the poll
-sends it each raw message and reads back, in the same order, the ``ParsedMessage`` and the
-name of the raw file it wrote.
+sends it each raw message and reads back, in the same order, the ``ParsedMessage``, the
+name of the raw file it wrote, the search text and (on PostgreSQL) its tsvector.
 
 Why a plain subprocess: a Celery prefork child is a daemonic process, and ``multiprocessing``
 refuses to start children from one ("daemonic processes are not allowed to have children");
@@ -97,6 +97,9 @@ class ParseResult:
     # (raw_file_early), a write that failed, or no FileStore (then the poll writes it).
     raw_name: str | None
     search_document: str  # mailboxes.search_index.parsed_message_document(parsed)
+    # search_index.search_vector_literal(search_document), when the poll asked for it (the
+    # database is PostgreSQL) and the document is one it can be built for; else None.
+    search_vector: str | None = None
 
 
 class ParserProcess:
@@ -110,7 +113,9 @@ class ParserProcess:
     busy, which is most of the time in a poll.
     """
 
-    def __init__(self, *, own_address: str, file_store: FileStore | None) -> None:
+    def __init__(
+        self, *, own_address: str, file_store: FileStore | None, search_vectors: bool = False
+    ) -> None:
         self.file_store = file_store
         package_root = str(Path(__file__).resolve().parent.parent)
         environment = dict(os.environ)
@@ -134,7 +139,9 @@ class ParserProcess:
         self._received = bytearray()  # bytes read from the child, not yet a whole frame
         self._results: deque[ParseResult] = deque()
         self._broken = False
-        self._send({"own_address": own_address, "file_store": file_store})
+        self._send(
+            {"own_address": own_address, "file_store": file_store, "search_vectors": search_vectors}
+        )
 
     def submit(self, raw: bytes, digest: str) -> None:
         """Send one message; raises ParserUnavailable if the child is gone."""
@@ -259,7 +266,7 @@ def _child_main() -> int:
     from django.core.files.storage import FileSystemStorage
 
     from mailboxes.mailstore import raw_store
-    from mailboxes.search_index import parsed_message_document
+    from mailboxes.search_index import parsed_message_document, search_vector_literal
 
     # One thread: read, parse, write the file, answer. (Threads here would trade the GIL at
     # every read and write; see ParserProcess.)
@@ -270,6 +277,7 @@ def _child_main() -> int:
     config: dict[str, Any] = pickle.loads(first)  # noqa: S301 -- from our parent
     own_address: str = config["own_address"]
     file_store: FileStore | None = config["file_store"]
+    search_vectors: bool = config.get("search_vectors", False)
     storage = (
         None
         if file_store is None
@@ -288,7 +296,13 @@ def _child_main() -> int:
                 raw_name = raw_store(raw=raw, digest=digest, storage=storage)
             except OSError:
                 logger.warning("raw file write failed in the parser process; left to the commit")
-        result = ParseResult(parsed, raw_name, parsed_message_document(parsed))
+        document = parsed_message_document(parsed)
+        result = ParseResult(
+            parsed,
+            raw_name,
+            document,
+            search_vector_literal(document) if search_vectors else None,
+        )
         frame = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.write(_FRAME.pack(len(frame)) + frame)
         stdout.flush()

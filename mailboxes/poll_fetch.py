@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from mailboxes.committer import BackgroundCommitter
@@ -218,7 +218,11 @@ class _Flow:
                 self.session.mailbox, retrieved.raw, retrieved.digest, result.parsed
             )
         )
-        self._batch(_incoming(retrieved, result.parsed, raw_name, result.search_document))
+        self._batch(
+            _incoming(
+                retrieved, result.parsed, raw_name, result.search_document, result.search_vector
+            )
+        )
 
     def _parse_here_from_now(self, reason: ParserUnavailable) -> None:
         """The parser process failed: parse what it held, and what follows, in this process."""
@@ -262,7 +266,13 @@ def _start_parser(mailbox: Mailbox) -> ParserProcess | None:
         else None
     )
     try:
-        return ParserProcess(own_address=mailbox.email_address, file_store=file_store)
+        return ParserProcess(
+            own_address=mailbox.email_address,
+            file_store=file_store,
+            # The child writes the search entries' tsvectors too, so that PostgreSQL does not
+            # parse their text inside the commit (search_index.search_vector_literal).
+            search_vectors=connection.vendor == "postgresql",
+        )
     except (OSError, ParserUnavailable):
         logger.exception("mailbox %s: no parser process; parsing in-process", mailbox.pk)
         return None
@@ -320,6 +330,7 @@ def _incoming(
     parsed: ParsedMessage,
     raw_name: str | None,
     search_document: str | None = None,
+    search_vector: str | None = None,
 ) -> IncomingMessage:
     existing = retrieved.existing
     return IncomingMessage(
@@ -332,6 +343,7 @@ def _incoming(
         existing_server_row=existing.pk if existing is not None else None,
         raw_name=raw_name,
         search_document=search_document,
+        search_vector=search_vector,
     )
 
 

@@ -60,6 +60,7 @@ class IncomingMessage:
     existing_server_row: int | None = None  # a FAILED row to update instead of inserting
     raw_name: str | None = None  # already in the mail store (written while fetching)
     search_document: str | None = None  # parsed_message_document(parsed), if already built
+    search_vector: str | None = None  # search_vector_literal(search_document), if built
     raw_durable: bool = False  # raw_name's file, and its folders, already fsynced
 
 
@@ -327,7 +328,8 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
                     message.sort_at,
                 )
                 for incoming, message in to_create
-            ]
+            ],
+            vectors={message.pk: incoming.search_vector for incoming, message in to_create},
         )
 
         _record_server_rows(mailbox, server_rows, seen_digests, now)
