@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,6 +51,9 @@ PARSER_WINDOW_BYTES = 16 * 1024 * 1024
 POLL_SWITCH_INTERVAL_SECONDS = 0.0005
 # This many messages refused one after another (-ERR to RETR) end the poll as a server fault.
 REFUSALS_IN_A_ROW_END_THE_POLL = 5
+# When the server has sent nothing for this long (a slow or stalled RETR), what was retrieved
+# before is parsed and committed without waiting for a full batch (_Flow's idle flush).
+IDLE_FLUSH_SECONDS = 0.5
 
 
 def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
@@ -65,7 +70,7 @@ def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
     """
 
     def committed(batch: Sequence[IncomingMessage], failed: int) -> None:
-        session.retrieved_uncommitted -= len(batch) - failed
+        session.count_retrieved(-(len(batch) - failed))
 
     refused = 0
     refused_in_a_row = 0
@@ -81,37 +86,38 @@ def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
             ) as committer,
         ):
             flow = _Flow(session, committer, parser, syncer)
-            for item in wanted:
-                try:
-                    retrieved = _retrieve(session, item)
-                except MessageRefused:
-                    # -ERR to RETR is a whole reply: no message data came, the session is in
-                    # step, and the message is neither retrieved nor marked for deletion.
-                    # RFC 1939 §7 has RETR answer -ERR with no message sent, and §6 removes
-                    # only DELE-marked messages at QUIT, so this message does not stand in the
-                    # way of QUIT (a provider that counts RETR'd messages as taken at QUIT
-                    # never handed it out). It failed (counted towards its quarantine in
-                    # _retrieve); the rest go on.
-                    refused += 1
-                    refused_in_a_row += 1
-                    if refused_in_a_row >= REFUSALS_IN_A_ROW_END_THE_POLL:
-                        # A server refusing everything is the server's problem, not each
-                        # message's: end the poll (retried later) before every message on it
-                        # collects a failure.
+            with flow.idle_flush():
+                for item in wanted:
+                    try:
+                        retrieved = _retrieve(session, item)
+                    except MessageRefused:
+                        # -ERR to RETR is a whole reply: no message data came, the session is in
+                        # step, and the message is neither retrieved nor marked for deletion.
+                        # RFC 1939 §7 has RETR answer -ERR with no message sent, and §6 removes
+                        # only DELE-marked messages at QUIT, so this message does not stand in the
+                        # way of QUIT (a provider that counts RETR'd messages as taken at QUIT
+                        # never handed it out). It failed (counted towards its quarantine in
+                        # _retrieve); the rest go on.
+                        refused += 1
+                        refused_in_a_row += 1
+                        if refused_in_a_row >= REFUSALS_IN_A_ROW_END_THE_POLL:
+                            # A server refusing everything is the server's problem, not each
+                            # message's: end the poll (retried later) before every message on it
+                            # collects a failure.
+                            flow.finish()
+                            raise
+                        continue
+                    except Pop3Error:
+                        # The session is lost, but the messages retrieved before it are whole:
+                        # commit them before giving up. Otherwise a message that always breaks the
+                        # connection would keep every message batched before it from being
+                        # committed, poll after poll.
                         flow.finish()
                         raise
-                    continue
-                except Pop3Error:
-                    # The session is lost, but the messages retrieved before it are whole:
-                    # commit them before giving up. Otherwise a message that always breaks the
-                    # connection would keep every message batched before it from being
-                    # committed, poll after poll.
-                    flow.finish()
-                    raise
-                refused_in_a_row = 0
-                if retrieved is not None:
-                    flow.add(retrieved)
-            flow.finish()
+                    refused_in_a_row = 0
+                    if retrieved is not None:
+                        flow.add(retrieved)
+                flow.finish()
     finally:
         # Added here, once every commit has ended: the commit thread counts its failures in
         # the same report field.
@@ -156,6 +162,12 @@ class _Flow:
 
     In order: results come back from the parser process in the order sent, and batches commit
     one after another, so a message's place in the poll never changes.
+
+    A batch commits when it is full, or, through the idle flush, when the server has sent
+    nothing for IDLE_FLUSH_SECONDS: otherwise a slow or stalled server would keep up to a
+    batch and a parser window of retrieved messages uncommitted (and "Fetch now" at 0) for as
+    long as it stalls. The fetching thread and the idle flush take turns under ``_lock``; the
+    flush only ever runs while the fetching thread waits for the server, outside the lock.
     """
 
     def __init__(
@@ -173,8 +185,59 @@ class _Flow:
         self.in_parser_bytes = 0
         self.batch: list[IncomingMessage] = []
         self.batch_bytes = 0
+        self._lock = threading.Lock()
+        self._last_added = time.monotonic()
+        self._flush_error: BaseException | None = None
+
+    @contextlib.contextmanager
+    def idle_flush(self) -> Iterator[None]:
+        """Run the idle flush on a thread of its own while the block runs.
+
+        Not inside a transaction: there the commits run on the caller's thread and connection
+        (BackgroundCommitter), which another thread must not use.
+        """
+        if transaction.get_connection().in_atomic_block:
+            yield
+            return
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=self._flush_when_idle, args=(stop,), name="idle-flush", daemon=True
+        )
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+        self._raise_flush_error()
+
+    def _flush_when_idle(self, stop: threading.Event) -> None:
+        while not stop.wait(IDLE_FLUSH_SECONDS / 2):
+            if time.monotonic() - self._last_added < IDLE_FLUSH_SECONDS:
+                continue
+            if not self._lock.acquire(blocking=False):
+                continue  # the fetching thread is adding: not idle
+            try:
+                if self._flush_error is None and (self.in_parser or self.batch):
+                    self._drain()
+            except BaseException as exc:  # noqa: BLE001 -- handed to the fetching thread
+                self._flush_error = exc
+            finally:
+                self._last_added = time.monotonic()
+                self._lock.release()
+
+    def _raise_flush_error(self) -> None:
+        error, self._flush_error = self._flush_error, None
+        if error is not None:
+            raise error
 
     def add(self, retrieved: _Retrieved) -> None:
+        with self._lock:
+            self._raise_flush_error()
+            self._add(retrieved)
+            self._last_added = time.monotonic()
+
+    def _add(self, retrieved: _Retrieved) -> None:
         if self.parser is not None:
             try:
                 self.parser.submit(retrieved.raw, retrieved.digest)
@@ -196,6 +259,11 @@ class _Flow:
 
     def finish(self) -> None:
         """Wait for every parse, and submit the last batch (its commit starts)."""
+        with self._lock:
+            self._raise_flush_error()
+            self._drain()
+
+    def _drain(self) -> None:
         while self.in_parser:
             self._take_parsed()
         self._submit()
@@ -292,7 +360,7 @@ def _retrieve(session: PollSession, item: WantedMessage) -> _Retrieved | None:
             # (its content hash needs its bytes): it is simply tried again next poll.
             record_failure(session.mailbox, item.uid, item.size, error.detail or error.code)
         raise
-    session.retrieved_uncommitted += 1
+    session.count_retrieved(1)
     digest = content_hash(raw)
     uid = item.uid if item.uid is not None else f"sha256:{digest}"
     existing = item.existing
@@ -302,7 +370,7 @@ def _retrieve(session: PollSession, item: WantedMessage) -> _Retrieved | None:
             # The same bytes twice on a server without usable UIDs: the first copy's row and
             # message stand for both (a second row for the same content UID would break the
             # unique constraint and fail the commit of the whole batch).
-            session.retrieved_uncommitted -= 1
+            session.count_retrieved(-1)
             return None
         session.content_uids.add(uid)
         known = (
@@ -311,7 +379,7 @@ def _retrieve(session: PollSession, item: WantedMessage) -> _Retrieved | None:
             .first()
         )
         if known is not None and known[1] in SETTLED_STATES:
-            session.retrieved_uncommitted -= 1  # already committed in an earlier poll
+            session.count_retrieved(-1)  # already committed in an earlier poll
             return None
         existing = (
             None if known is None else KnownUid(known[0], known[1], 0, None, timezone.now(), None)
@@ -415,7 +483,7 @@ def _count(session: PollSession, outcome: object, size: int) -> None:
     report = session.report
     report.imported += outcome.imported  # type: ignore[attr-defined]
     report.duplicates += outcome.duplicates  # type: ignore[attr-defined]
-    # session.retrieved_uncommitted is the fetching thread's to change (_fetch_and_store).
+    # session.retrieved_uncommitted is changed where batches are submitted (count_retrieved).
     save_progress(report)
 
 

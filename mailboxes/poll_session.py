@@ -7,6 +7,7 @@ The poll itself is ``mailboxes.importer.mailbox_poll``; its stages, each in its 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -56,6 +57,14 @@ class PollSession:
     # retrieved (whether new or already stored): what the deletion policy can act on there.
     content_numbers: dict[int, str] = field(default_factory=dict)
     lease_renewed_at: float = field(default_factory=time.monotonic)
+    # retrieved_uncommitted decides QUIT, and two threads change it (the fetching thread, and
+    # the idle flush that commits while a RETR waits): every change goes through count_retrieved.
+    counter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_retrieved(self, change: int) -> None:
+        """Add ``change`` to the messages retrieved in this session and not yet committed."""
+        with self.counter_lock:
+            self.retrieved_uncommitted += change
 
 
 def keep_lease(session: PollSession) -> None:

@@ -12,12 +12,15 @@ import hashlib
 import poplib
 import re
 import shutil
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from mailboxes.importer import mailbox_poll
@@ -195,6 +198,44 @@ def test_stall_longer_than_the_timeout_backs_off_with_jitter(
     report = poll(mailbox, server)
     assert (report.outcome, report.imported, report.deleted_on_server) == (PollOutcome.OK, 3, 3)
     assert mailbox.consecutive_failures == 0 and mailbox.status == MailboxStatus.OK
+    assert_safe(mailbox, server, delivered)
+
+
+@pytest.mark.parametrize(
+    ("count", "stalled_message"),
+    [(20, 10), (120, 30)],  # parsed in the poll's process; in its parser process (100 or more)
+    ids=["in-process", "parser-process"],
+)
+def test_a_stalled_server_does_not_hold_back_what_came_before(
+    team: Team, server: FaultPop3Server, count: int, stalled_message: int
+) -> None:
+    """While a RETR waits for a slow server, the messages retrieved before it are committed
+    (and "Fetch now" counts them), not held until a batch is full."""
+    delivered = add(server, count)
+    server.faults.stall_at, server.faults.stall_seconds = f"RETR {stalled_message}", 4
+    mailbox = fault_mailbox(server, team.owner)
+
+    def run() -> None:
+        try:
+            mailbox_poll(mailbox_id=mailbox.pk)
+        finally:
+            connections.close_all()  # this thread's connection must not outlive the test
+
+    polling = threading.Thread(target=run)
+    polling.start()
+    try:
+        deadline = time.monotonic() + 20
+        while f"RETR {stalled_message}" not in server.commands:
+            assert time.monotonic() < deadline, "the poll never reached the stalled message"
+            time.sleep(0.05)
+        time.sleep(2)  # well inside the stall, well past the idle flush
+        during_stall = Message.objects.filter(mailbox=mailbox).count()
+        progress = PollReport.objects.filter(mailbox=mailbox).latest("started_at").imported
+    finally:
+        polling.join(timeout=30)
+    assert (during_stall, progress) == (stalled_message - 1, stalled_message - 1)
+    server.wait_idle()
+    assert Message.objects.filter(mailbox=mailbox).count() == count
     assert_safe(mailbox, server, delivered)
 
 
