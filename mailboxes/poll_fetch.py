@@ -49,6 +49,10 @@ PARSER_WINDOW_MESSAGES = 64
 PARSER_WINDOW_BYTES = 16 * 1024 * 1024
 # The interpreter's thread switch interval while a poll runs (_quick_thread_switches).
 POLL_SWITCH_INTERVAL_SECONDS = 0.0005
+# The early-written raw files of a batch are fsynced by this many threads at once: on ext4 the
+# journal commits concurrent fsyncs together, about twice the files a second of one thread
+# (measured: 0.13 ms against 0.27 ms a file), and the commit thread waited for them.
+SYNC_THREADS = 4
 # This many messages refused one after another (-ERR to RETR) end the poll as a server fault.
 REFUSALS_IN_A_ROW_END_THE_POLL = 5
 # When the server has sent nothing for this long (a slow or stalled RETR), what was retrieved
@@ -75,9 +79,9 @@ def fetch_and_store(session: PollSession, wanted: list[WantedMessage]) -> int:
     refused = 0
     refused_in_a_row = 0
     parser = _start_parser(session.mailbox) if len(wanted) >= PARSER_PROCESS_FROM else None
-    # fsync of each batch's raw files, on a thread of its own: the disk waits overlap the
+    # fsync of each batch's raw files, on threads of their own: the disk waits overlap the
     # previous batch's commit instead of adding to it (the commits are the poll's slower half).
-    syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-sync")
+    syncer = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="raw-sync")
     try:
         with (
             _quick_thread_switches(),
@@ -313,8 +317,10 @@ class _Flow:
     def _submit(self) -> None:
         batch = _Batch(self.batch)
         names = [incoming.raw_name for incoming in batch if incoming.raw_name]
-        if names:
-            batch.durable = self.syncer.submit(files_durable, names=names)
+        batch.durable = [
+            self.syncer.submit(files_durable, names=names[start::SYNC_THREADS])
+            for start in range(min(SYNC_THREADS, len(names)))
+        ]
         self.committer.submit(batch)
         self.batch, self.batch_bytes = [], 0
 
@@ -437,14 +443,15 @@ def _raw_store_early(
 class _Batch(list[IncomingMessage]):
     """A batch on its way to the commit, with the fsync of its early-written raw files."""
 
-    durable: Future[int] | None = None
+    durable: list[Future[int]] | None = None  # files_durable of a share of its files, each
 
 
 def _commit_once_durable(session: PollSession, batch: Sequence[IncomingMessage]) -> int:
     durable = getattr(batch, "durable", None)
-    if durable is not None:
+    if durable:
         try:
-            durable.result()
+            for share in durable:
+                share.result()
         except OSError:
             # Left to the commit, which syncs every file it cannot vouch for and fails only the
             # messages whose files cannot be made durable.
