@@ -18,7 +18,12 @@ from records.models import Membership, Organization, Role, User
 from tests.peers.dovecot import DovecotServer
 from tests.records.factories import TEST_PASSWORD, MembershipFactory, OrganizationFactory
 
-pytest_plugins = ["tests.peers.fixtures", "tests.peers.fault_fixtures", "tests.peers.celery_worker"]
+pytest_plugins = [
+    "tests.peers.fixtures",
+    "tests.peers.fault_fixtures",
+    "tests.peers.celery_worker",
+    "tests.peers.postgresql",
+]
 
 
 @dataclass

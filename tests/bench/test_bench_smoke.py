@@ -4,31 +4,13 @@ person to read (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import environ
+from tests.peers.postgresql import postgresql_server_url
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _bench_database_url() -> str:
-    """The PostgreSQL server the suite runs on, else the local one, with the run's own database.
-
-    The benchmark measures an import into PostgreSQL, so it needs one even when the suite runs
-    on SQLite; CI and developers' machines have it on 127.0.0.1.
-    """
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        url = "postgres://postgres@127.0.0.1:5432/postgres"
-    config = environ.Env.db_url_config(url)
-    auth = config.get("USER") or "postgres"
-    if config.get("PASSWORD"):
-        auth += f":{config['PASSWORD']}"
-    host = config.get("HOST") or "127.0.0.1"
-    return f"postgres://{auth}@{host}:{config.get('PORT') or 5432}/recruitmail_bench_smoke"
 
 
 def test_quick_run_exits_zero_and_prints_every_figure() -> None:
@@ -38,7 +20,7 @@ def test_quick_run_exits_zero_and_prints_every_figure() -> None:
             str(REPO / "bench" / "ingest.py"),
             "--quick",
             "--database-url",
-            _bench_database_url(),
+            postgresql_server_url(database="recruitmail_bench_smoke"),
         ],
         cwd=REPO,
         capture_output=True,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.bench.test_bench_smoke import REPO, _bench_database_url
+from tests.bench.test_bench_smoke import REPO
+from tests.peers.postgresql import postgresql_server_url
 
 
 def test_quick_run_exits_zero_with_no_errors_and_prints_every_figure() -> None:
-    database_url = _bench_database_url().rsplit("/", 1)[0] + "/recruitmail_loadbench_smoke"
+    database_url = postgresql_server_url(database="recruitmail_loadbench_smoke")
     result = subprocess.run(
         [
             sys.executable,

@@ -3,28 +3,17 @@ exits 0 and prints its table. No timing is asserted: figures are for a person to
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import environ
-import pytest
+from tests.peers.postgresql import postgresql_server_url
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench_database_url() -> str:
-    """The PostgreSQL server the suite runs on, with the smoke run's own database."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        pytest.skip("the visibility benchmark needs PostgreSQL (DATABASE_URL=postgres://...)")
-    config = environ.Env.db_url_config(url)
-    auth = config.get("USER") or "postgres"
-    if config.get("PASSWORD"):
-        auth += f":{config['PASSWORD']}"
-    host = config.get("HOST") or "127.0.0.1"
-    return f"postgres://{auth}@{host}:{config.get('PORT') or 5432}/recruitmail_visbench_smoke"
+    return postgresql_server_url(database="recruitmail_visbench_smoke")
 
 
 def test_quick_run_exits_zero_and_prints_its_table() -> None:

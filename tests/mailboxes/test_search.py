@@ -215,8 +215,7 @@ def test_every_import_path_writes_the_search_entry(team: Team, mailbox: Mailbox)
     )
 
 
-@on_postgresql
-def test_postgresql_keeps_the_lexemes_built_in_python() -> None:
+def test_postgresql_keeps_the_lexemes_built_in_python(postgresql_cursor: Any) -> None:
     """to_tsvector('simple') only splits the search text at its spaces: the lexemes the
     database stores are exactly the ones the query side builds, in every script."""
     text = (
@@ -224,9 +223,8 @@ def test_postgresql_keeps_the_lexemes_built_in_python() -> None:
         "taro.yamada+jobs@example.co.jp https://example.jp/a_b?c=d 한국어 中文 Ⅲ ① ～"
     )
     document = document_of([text])
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT tsvector_to_array(to_tsvector('simple', %s))", [document])
-        stored = set(cursor.fetchone()[0])
+    postgresql_cursor.execute("SELECT tsvector_to_array(to_tsvector('simple', %s))", [document])
+    stored = set(postgresql_cursor.fetchone()[0])
     assert stored == set(document.split())
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from bench.corpus import address_pool, corpus_messages
@@ -23,9 +23,6 @@ from mailboxes.search_index import (
 from tests.conftest import Team
 from tests.mailboxes.factories import MessageFactory
 
-on_postgresql = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="compares with PostgreSQL's to_tsvector"
-)
 EML = Path(__file__).parent / "eml"
 
 
@@ -80,22 +77,19 @@ def _documents() -> list[str]:
     return documents
 
 
-@on_postgresql
-@pytest.mark.django_db
-def test_postgresql_makes_the_same_vector_from_the_text() -> None:
+def test_postgresql_makes_the_same_vector_from_the_text(postgresql_cursor: Any) -> None:
     documents = _documents()
     built = 0
-    with connection.cursor() as cursor:
-        for document in documents:
-            literal = search_vector_literal(document)
-            if literal is None:
-                continue
-            built += 1
-            cursor.execute(
-                "SELECT to_tsvector('simple', %s)::text, %s::tsvector::text", [document, literal]
-            )
-            from_text, from_literal = cursor.fetchone()
-            assert from_literal == from_text, document[:200]
+    for document in documents:
+        literal = search_vector_literal(document)
+        if literal is None:
+            continue
+        built += 1
+        postgresql_cursor.execute(
+            "SELECT to_tsvector('simple', %s)::text, %s::tsvector::text", [document, literal]
+        )
+        from_text, from_literal = postgresql_cursor.fetchone()
+        assert from_literal == from_text, document[:200]
     assert built > len(documents) // 2  # most real mail is ASCII once normalised
 
 
