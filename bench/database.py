@@ -4,6 +4,7 @@ each run) and the environment their worker processes run in."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,32 @@ def worker_environment(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         **extra,
     }
+
+
+def poll_worker_command(*, name: str, loglevel: str = "WARNING") -> list[str]:
+    """A benchmark's ``celery worker``: one process (concurrency 1) on the poll queue only.
+
+    The scheduler's task runs in the benchmark's own process (as beat and scheduler-worker
+    would run it), so nothing is sent to the scheduler queue.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "recruitmail",
+        "worker",
+        "-Q",
+        "celery",
+        "--pool=prefork",
+        "--concurrency=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        f"--loglevel={loglevel}",
+        "-n",
+        f"{name}@%h",
+    ]
 
 
 def bench_mailbox_create(

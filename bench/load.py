@@ -45,7 +45,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.database import drop_database, recreate_database, worker_environment  # noqa: E402
+from bench.database import (  # noqa: E402
+    drop_database,
+    poll_worker_command,
+    recreate_database,
+    worker_environment,
+)
 from bench.load_data import PASSWORD, deliver_load, seed_load  # noqa: E402
 from bench.page_profile import pages_profile  # noqa: E402
 
@@ -339,26 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                 for index in range(args.celery_workers):
                     processes.append(
                         _start(
-                            [
-                                sys.executable,
-                                "-m",
-                                "celery",
-                                "-A",
-                                "recruitmail",
-                                "worker",
-                                # The poll queue: the scheduler's task runs in this
-                                # script's process (as beat and scheduler-worker would
-                                # run it), so nothing is sent to the scheduler queue.
-                                "-Q",
-                                "celery",
-                                "--concurrency=1",
-                                "--without-gossip",
-                                "--without-mingle",
-                                "--without-heartbeat",
-                                "--loglevel=WARNING",
-                                "-n",
-                                f"load{index}@%h",
-                            ],
+                            poll_worker_command(name=f"load{index}"),
                             env,
                             workdir / f"worker-{index}.log",
                         )

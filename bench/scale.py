@@ -50,7 +50,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.database import drop_database, recreate_database, worker_environment  # noqa: E402
+from bench.database import (  # noqa: E402
+    drop_database,
+    poll_worker_command,
+    recreate_database,
+    worker_environment,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/recruitmail_scalebench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/14"
@@ -177,26 +182,7 @@ def _start_workers(count: int, env: dict[str, str], logs: Path) -> list[subproce
         log = (logs / f"worker-{count}-{index}.log").open("w")
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "recruitmail",
-                    "worker",
-                    # The poll queue: the scheduler's task runs in this script's process (as beat and
-                    # scheduler-worker would run it), so nothing is sent to the scheduler queue.
-                    "-Q",
-                    "celery",
-                    "--pool=prefork",
-                    "--concurrency=1",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "--loglevel=INFO",
-                    "-n",
-                    f"scale{index}@%h",
-                ],
+                poll_worker_command(name=f"scale{index}", loglevel="INFO"),
                 cwd=REPO,
                 env=env,
                 stdout=log,
