@@ -380,7 +380,8 @@ class Message(models.Model):
 class MessageSearch(models.Model):
     """A message's search index entry (``mailboxes.search_index``), written in the transaction
     that stores the message. PostgreSQL fills ``vector`` (one GIN index, created by migration
-    ``0004_message_search_entries``), SQLite ``document``."""
+    ``0004_message_search_entries``; the table is partitioned by ``sort_at`` since ``0006``),
+    SQLite ``document``."""
 
     message = models.OneToOneField(
         Message, on_delete=models.CASCADE, primary_key=True, related_name="search_entry"
@@ -388,8 +389,9 @@ class MessageSearch(models.Model):
     document = models.TextField(blank=True)
     vector = SearchVectorField(null=True)
     # The message's sort_at, here so that a search orders its matches without reading the
-    # messages: only the first page's worth of them then meets the visibility rule.
-    sort_at = models.DateTimeField(null=True)
+    # messages: only the first page's worth of them then meets the visibility rule. On
+    # PostgreSQL the table is partitioned by it (``mailboxes.search_partitions``).
+    sort_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"search entry of message {self.message_id}"

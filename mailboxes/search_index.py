@@ -249,6 +249,7 @@ def search_entries_write(
     *,
     entries: Sequence[tuple[int, str, datetime]],
     vectors: Mapping[int, str | None] | None = None,
+    new_messages: bool = False,
     using: str = "default",
 ) -> int:
     """Write (or rewrite) search entries, each (message id, ``document_of`` its fields, its
@@ -256,6 +257,10 @@ def search_entries_write(
 
     ``vectors`` may give, by message id, ``search_vector_literal(document)`` already built
     (the import's parser process does): PostgreSQL then reads that instead of parsing the text.
+    A message's old entry is deleted first (one statement more), unless the caller says the
+    messages are ``new_messages``, created in this transaction: on PostgreSQL the table is
+    partitioned by sort_at (``mailboxes.search_partitions``), so its key is (message, sort_at)
+    and it cannot replace an entry by message alone.
     """
     from mailboxes.models import MessageSearch
 
@@ -264,6 +269,10 @@ def search_entries_write(
         return 0
     vectors = vectors or {}
     with transaction.atomic(using=using):
+        if not new_messages:
+            MessageSearch.objects.using(using).filter(
+                message_id__in=[pk for pk, _document, _sort_at in rows]
+            ).delete()
         if connections[using].vendor == "postgresql":
             table = MessageSearch._meta.db_table
             # PostgreSQL numbers the lexemes; the text itself is not kept (the vector is the entry).
@@ -278,11 +287,9 @@ def search_entries_write(
                     values.append("(%s, '', %s::tsvector, %s)")
                     parameters += [pk, vector, sort_at]
             with connections[using].cursor() as cursor:
-                # ON CONFLICT: re-indexing a message (a rebuild) replaces its entry.
                 cursor.execute(
                     f"INSERT INTO {table} (message_id, document, vector, sort_at) "  # noqa: S608
-                    f"VALUES {', '.join(values)} ON CONFLICT (message_id) "
-                    "DO UPDATE SET vector = EXCLUDED.vector, sort_at = EXCLUDED.sort_at",
+                    f"VALUES {', '.join(values)}",
                     parameters,
                 )
         else:
@@ -290,9 +297,6 @@ def search_entries_write(
                 [
                     MessageSearch(message_id=pk, document=document, sort_at=sort_at)
                     for pk, document, sort_at in rows
-                ],
-                update_conflicts=True,
-                unique_fields=["message"],
-                update_fields=["document", "sort_at"],
+                ]
             )
     return len(rows)

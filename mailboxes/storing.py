@@ -330,6 +330,7 @@ def messages_store(*, mailbox: Mailbox, batch: Sequence[IncomingMessage]) -> Sto
                 for incoming, message in to_create
             ],
             vectors={message.pk: incoming.search_vector for incoming, message in to_create},
+            new_messages=True,
         )
 
         _record_server_rows(mailbox, server_rows, seen_digests, now)

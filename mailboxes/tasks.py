@@ -13,6 +13,7 @@ from django.utils import timezone, translation
 from mailboxes.importer import mailbox_poll
 from mailboxes.models import Mailbox
 from mailboxes.retention import mail_retention_purge
+from mailboxes.search_partitions import search_partitions_extend, search_table_analyze
 from records.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,15 @@ def enqueue_retention_purges() -> int:
     for organization_id in organization_ids:
         purge_expired_mail.delay(organization_id)
     return len(organization_ids)
+
+
+@shared_task(name="mailboxes.extend_search_partitions", ignore_result=True)
+def extend_search_partitions() -> int:
+    """Keep the search table's half-year partitions ahead of the calendar, and its planner
+    statistics fresh (beat runs this daily; nothing on SQLite)."""
+    added = search_partitions_extend()
+    search_table_analyze()
+    return added
 
 
 @shared_task(

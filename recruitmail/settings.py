@@ -347,6 +347,7 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "mailboxes.enqueue_due_polls": {"queue": TASK_QUEUE_SCHEDULER},
     "mailboxes.enqueue_retention_purges": {"queue": TASK_QUEUE_SCHEDULER},
+    "mailboxes.extend_search_partitions": {"queue": TASK_QUEUE_SCHEDULER},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 MAIL_SCHEDULER_TICK_SECONDS = _positive_int("MAIL_SCHEDULER_TICK_SECONDS", 10)
@@ -359,6 +360,13 @@ CELERY_BEAT_SCHEDULE = {
     # Each organisation's retention period (mailboxes.retention), once a day.
     "enqueue-retention-purges": {
         "task": "mailboxes.enqueue_retention_purges",
+        "schedule": 24 * 60 * 60.0,
+        "options": {"expires": 60 * 60.0},
+    },
+    # The search table's next half-year partition, months before it is needed
+    # (mailboxes.search_partitions; PostgreSQL only).
+    "extend-search-partitions": {
+        "task": "mailboxes.extend_search_partitions",
         "schedule": 24 * 60 * 60.0,
         "options": {"expires": 60 * 60.0},
     },
