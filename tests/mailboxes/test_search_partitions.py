@@ -90,9 +90,7 @@ def test_the_migration_lays_out_half_years_around_today() -> None:
     }
     assert set(search_partitions()) == expected
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT tablename FROM pg_indexes WHERE indexname = %s", [AFTER_INDEX]
-        )
+        cursor.execute("SELECT tablename FROM pg_indexes WHERE indexname = %s", [AFTER_INDEX])
         assert cursor.fetchall() == [(AFTER,)]  # on "after" alone (see the module's docstring)
 
 
