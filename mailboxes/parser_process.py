@@ -97,9 +97,9 @@ class ParseResult:
     # (raw_file_early), a write that failed, or no FileStore (then the poll writes it).
     raw_name: str | None
     search_document: str  # mailboxes.search_index.parsed_message_document(parsed)
-    # search_index.search_vector_literal(search_document), when the poll asked for it (the
+    # search_index.search_vector_binary(search_document), when the poll asked for it (the
     # database is PostgreSQL) and the document is one it can be built for; else None.
-    search_vector: str | None = None
+    search_vector: bytes | None = None
 
 
 class ParserProcess:
@@ -266,7 +266,7 @@ def _child_main() -> int:
     from django.core.files.storage import FileSystemStorage
 
     from mailboxes.mailstore import raw_store
-    from mailboxes.search_index import parsed_message_document, search_vector_literal
+    from mailboxes.search_index import parsed_message_document, search_vector_binary
 
     # One thread: read, parse, write the file, answer. (Threads here would trade the GIL at
     # every read and write; see ParserProcess.)
@@ -301,7 +301,7 @@ def _child_main() -> int:
             parsed,
             raw_name,
             document,
-            search_vector_literal(document) if search_vectors else None,
+            search_vector_binary(document) if search_vectors else None,
         )
         frame = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.write(_FRAME.pack(len(frame)) + frame)

@@ -344,7 +344,7 @@ def _start_parser(mailbox: Mailbox) -> ParserProcess | None:
             own_address=mailbox.email_address,
             file_store=file_store,
             # The child writes the search entries' tsvectors too, so that PostgreSQL does not
-            # parse their text inside the commit (search_index.search_vector_literal).
+            # parse their text inside the commit (search_index.search_vector_binary).
             search_vectors=connection.vendor == "postgresql",
         )
     except (OSError, ParserUnavailable):
@@ -404,7 +404,7 @@ def _incoming(
     parsed: ParsedMessage,
     raw_name: str | None,
     search_document: str | None = None,
-    search_vector: str | None = None,
+    search_vector: bytes | None = None,
 ) -> IncomingMessage:
     existing = retrieved.existing
     return IncomingMessage(

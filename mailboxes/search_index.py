@@ -14,13 +14,13 @@ space-separated lexemes:
   dictionary-based Japanese tokeniser would miss "営業部" inside an unknown compound).
 
 Python builds that text with a few C-speed passes (normalise, one substitution for punctuation,
-one for the Japanese runs); on PostgreSQL, ``to_tsvector('simple', text)`` then splits it at
-the spaces (and "1e5abc" into 1e5 and abc) and numbers the lexemes (their positions make
-phrases work), in C, in the database, and one GIN index answers ``@@`` (migration
-``0004_message_search_entries``). The import's parser process builds that vector itself where
-it can be sure to build the same one (``search_vector_literal``), so that the commit does not
-wait for the parse. On SQLite the text itself is the entry, matched with ``LIKE``: the same
-results, without an index.
+one for the Japanese runs). On PostgreSQL the entry is its tsvector: the lexemes split at the
+spaces (and "1e5abc" into 1e5 and abc, as ``to_tsvector('simple', text)`` would) and numbered
+(their positions make phrases work), built in Python (``search_vector_binary``; for a big
+import in its parser process, off the commit's path) and sent in binary, so that the commit
+does not wait for the database to parse; one GIN index answers ``@@`` (migration
+``0004_message_search_entries``). On SQLite the text itself is the entry, matched with
+``LIKE``: the same results, without an index.
 
 Why a table of its own: one GIN index over one small column replaces trigram indexes over
 every body, which cost more on each import than everything else the import writes, and made
@@ -30,11 +30,13 @@ a common word read thousands of bodies to answer one page.
 from __future__ import annotations
 
 import bisect
+import io
 import re
+import struct
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
@@ -60,19 +62,27 @@ MAX_DOCUMENT_CHARACTERS = 200_000
 # stop words), so the lexemes PostgreSQL stores are the ones built here.
 CONFIG = "simple"
 
-# What to_tsvector does with a document of ASCII lexemes, written out by search_vector_literal:
+# What to_tsvector does with a document of ASCII lexemes, written out by search_vector_positions:
 # a lexeme of 2,048 bytes or more is dropped (without taking a position); positions over 16,383
 # count as 16,383; a lexeme keeps at most 255 positions (PostgreSQL's MAXSTRLEN, MAXENTRYPOS and
 # MAXNUMPOS).
 _LONGEST_LEXEME = 2047
 _LAST_POSITION = 16383
 _MOST_POSITIONS = 255
-_PLAIN_DOCUMENT = re.compile(r"[a-z0-9 ]*")
+_PLAIN_DOCUMENT = re.compile(r"[^\W_]*(?: [^\W_]*)*")
 # The one place where PostgreSQL's default parser cuts a run of ASCII letters and digits: a
 # word that starts as a number in scientific notation ("1e5abc", "9e9e9") ends with it, and the
 # rest is a word of its own ("1e5" "abc", "9e9" "e9").
 _FLOAT_THEN_LETTERS = re.compile(r"(?<![a-z0-9])([0-9]+e[0-9]+)(?=[a-z])")
 _MAY_BE_FLOAT = re.compile(r"[0-9]e[0-9]")  # a quicker search, true wherever the above is
+# PostgreSQL's binary COPY format (the "COPY" page of its documentation).
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_COPY_ROW_START = struct.Struct("!hiqii")  # 4 fields; 8, message id; 0 (document); vector length
+_COPY_TIMESTAMP = struct.Struct("!iq")
+_INT32 = struct.Struct("!i")
+_POSTGRESQL_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -165,23 +175,25 @@ def parsed_message_document(parsed: ParsedMessage) -> str:
     )
 
 
-def search_vector_literal(document: str) -> str | None:
-    """``document``'s tsvector in its text form, exactly as ``to_tsvector('simple', document)``
-    would make it; None where that is not certain (any character beyond ASCII letters, digits
-    and spaces: PostgreSQL's parser classifies those by the database's locale).
+def search_vector_positions(document: str) -> dict[str, list[int]] | None:
+    """``document``'s lexemes and their positions, as ``to_tsvector('simple', document)``
+    numbers them; None for text that holds anything but letters, digits and single spaces (no
+    search document does: ``search_text`` turns the rest into spaces).
 
-    So the import's parser process does the work, and the commit only sends the vector: on
-    PostgreSQL's side, reading the literal costs about a fifth of parsing the text (1.0 s
-    against 5.2 s for the 10,000 bodies of bench/ingest.py). tests/mailboxes/test_search_vector.py
-    compares the two over generated and real documents.
+    PostgreSQL's parser tells letters by the database's locale; on one that classifies them as
+    Unicode does (C.UTF-8, en_US.UTF-8 and the like) the two are identical, which
+    tests/mailboxes/test_search_vector.py checks over generated documents and real mail,
+    Japanese included. Where a locale would cut a word differently, the vector built here is
+    still the one searches expect: ``mailboxes.search`` builds its query lexemes in Python too,
+    and never asks the database's parser.
     """
     if _PLAIN_DOCUMENT.fullmatch(document) is None:
         return None
     if _MAY_BE_FLOAT.search(document):
         document = _FLOAT_THEN_LETTERS.sub(r"\1 ", document)
     words = document.split()
-    if words and len(max(words, key=len)) > _LONGEST_LEXEME:
-        words = [word for word in words if len(word) <= _LONGEST_LEXEME]
+    if words and len(max(words, key=len)) * 4 > _LONGEST_LEXEME:  # 4: UTF-8's longest
+        words = [word for word in words if len(word.encode()) <= _LONGEST_LEXEME]
     positions: dict[str, list[int]] = {}
     for position, word in enumerate(words, 1):
         positions.setdefault(word, []).append(position)
@@ -191,13 +203,48 @@ def search_vector_literal(document: str) -> str | None:
             if found[-1] >= _LAST_POSITION:
                 del found[bisect.bisect_left(found, _LAST_POSITION) + 1 :]
                 found[-1] = _LAST_POSITION
-    # Plain lexemes need no quotes; PostgreSQL sorts the lexemes as it reads them.
-    return " ".join(
-        [
-            f"{word}:{','.join(map(str, found[:_MOST_POSITIONS]))}"
-            for word, found in positions.items()
-        ]
-    )
+    for word, found in positions.items():
+        if len(found) > _MOST_POSITIONS:
+            positions[word] = found[:_MOST_POSITIONS]
+    return positions
+
+
+def search_vector_binary(document: str) -> bytes | None:
+    """``document``'s tsvector (``search_vector_positions``) in PostgreSQL's binary form, what
+    ``tsvectorrecv`` reads; None where there are no positions.
+
+    So the import's parser process does the work and the commit only sends the vector, with
+    ``COPY ... (FORMAT binary)``: PostgreSQL then neither parses the text (``to_tsvector``, on
+    the commit thread's critical path: about 0.5 ms a Japanese message, whose lexemes are pairs)
+    nor a tsvector's text form (about 0.27 ms a message); docs/benchmarks.md, Import. The binary form: the number of lexemes, then each
+    lexeme's bytes, a NUL, its number of positions and the positions (16 bits each, weight D
+    being 0), all in network byte order; lexemes in PostgreSQL's order, which for ASCII is
+    Python's.
+    """
+    positions = search_vector_positions(document)
+    if positions is None:
+        return None
+    parts = [_INT32.pack(len(positions))]
+    for word in sorted(positions):
+        found = positions[word]
+        parts.append(word.encode())
+        parts.append(struct.pack(f"!xH{len(found)}H", len(found), *found))
+    return b"".join(parts)
+
+
+def _copy_rows(rows: Iterable[tuple[int, bytes, datetime]]) -> bytes:
+    """(message id, binary vector, sort_at) rows as the data of ``COPY mailboxes_messagesearch
+    (message_id, document, vector, sort_at) FROM STDIN (FORMAT binary)``: each a field count,
+    then each field's length and bytes (bigint; an empty text; the vector; timestamptz as
+    microseconds since 2000-01-01 UTC)."""
+    parts = [_COPY_HEADER]
+    for pk, vector, sort_at in rows:
+        microseconds = (sort_at - _POSTGRESQL_EPOCH) // _MICROSECOND
+        parts.append(_COPY_ROW_START.pack(4, 8, pk, 0, len(vector)))
+        parts.append(vector)
+        parts.append(_COPY_TIMESTAMP.pack(8, microseconds))
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
 
 
 def message_search_index(*, message_ids: Sequence[int], using: str = "default") -> int:
@@ -248,19 +295,20 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
 def search_entries_write(
     *,
     entries: Sequence[tuple[int, str, datetime]],
-    vectors: Mapping[int, str | None] | None = None,
+    vectors: Mapping[int, bytes | None] | None = None,
     new_messages: bool = False,
     using: str = "default",
 ) -> int:
     """Write (or rewrite) search entries, each (message id, ``document_of`` its fields, its
-    sort_at), in one statement; for a caller that holds the messages already (the importer).
+    sort_at); for a caller that holds the messages already (the importer).
 
-    ``vectors`` may give, by message id, ``search_vector_literal(document)`` already built
-    (the import's parser process does): PostgreSQL then reads that instead of parsing the text.
-    A message's old entry is deleted first (one statement more), unless the caller says the
-    messages are ``new_messages``, created in this transaction: on PostgreSQL the table is
-    partitioned by sort_at (``mailboxes.search_partitions``), so its key is (message, sort_at)
-    and it cannot replace an entry by message alone.
+    ``vectors`` may give, by message id, ``search_vector_binary(document)`` already built (the
+    import's parser process does): PostgreSQL receives those entries by binary ``COPY``, the
+    others in one ``INSERT`` that parses their text. A message's old entry is deleted first
+    (one statement more), unless the caller says the messages are ``new_messages``, created in
+    this transaction: on PostgreSQL the table is partitioned by sort_at
+    (``mailboxes.search_partitions``), so its key is (message, sort_at) and it cannot replace
+    an entry by message alone.
     """
     from mailboxes.models import MessageSearch
 
@@ -268,35 +316,42 @@ def search_entries_write(
     if not rows:
         return 0
     vectors = vectors or {}
+    table = MessageSearch._meta.db_table
+    connection = connections[using]
     with transaction.atomic(using=using):
         if not new_messages:
             MessageSearch.objects.using(using).filter(
                 message_id__in=[pk for pk, _document, _sort_at in rows]
             ).delete()
-        if connections[using].vendor == "postgresql":
-            table = MessageSearch._meta.db_table
-            # PostgreSQL numbers the lexemes; the text itself is not kept (the vector is the entry).
-            values: list[str] = []
-            parameters: list[int | str | datetime] = []
-            for pk, document, sort_at in rows:
-                vector = vectors.get(pk)
-                if vector is None:
-                    values.append(f"(%s, '', to_tsvector('{CONFIG}', %s), %s)")
-                    parameters += [pk, document, sort_at]
-                else:
-                    values.append("(%s, '', %s::tsvector, %s)")
-                    parameters += [pk, vector, sort_at]
-            with connections[using].cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} (message_id, document, vector, sort_at) "  # noqa: S608
-                    f"VALUES {', '.join(values)}",
-                    parameters,
-                )
-        else:
+        if connection.vendor != "postgresql":
             MessageSearch.objects.using(using).bulk_create(
                 [
                     MessageSearch(message_id=pk, document=document, sort_at=sort_at)
                     for pk, document, sort_at in rows
                 ]
             )
+            return len(rows)
+        built, to_parse = [], []
+        for pk, document, sort_at in rows:
+            vector = vectors.get(pk) or search_vector_binary(document)
+            if vector is None:
+                to_parse.append((pk, document, sort_at))
+            else:
+                built.append((pk, vector, sort_at))
+        with connection.cursor() as cursor:
+            if built:
+                cursor.copy_expert(
+                    f"COPY {table} (message_id, document, vector, sort_at) "
+                    "FROM STDIN WITH (FORMAT binary)",
+                    io.BytesIO(_copy_rows(built)),
+                )
+            if to_parse:
+                # PostgreSQL numbers the lexemes; the text itself is not kept (the vector is
+                # the entry).
+                values = ", ".join([f"(%s, '', to_tsvector('{CONFIG}', %s), %s)"] * len(to_parse))
+                cursor.execute(
+                    f"INSERT INTO {table} (message_id, document, vector, sort_at) "  # noqa: S608
+                    f"VALUES {values}",
+                    [value for row in to_parse for value in row],
+                )
     return len(rows)

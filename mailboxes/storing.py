@@ -60,7 +60,7 @@ class IncomingMessage:
     existing_server_row: int | None = None  # a FAILED row to update instead of inserting
     raw_name: str | None = None  # already in the mail store (written while fetching)
     search_document: str | None = None  # parsed_message_document(parsed), if already built
-    search_vector: str | None = None  # search_vector_literal(search_document), if built
+    search_vector: bytes | None = None  # search_vector_binary(search_document), if built
     raw_durable: bool = False  # raw_name's file, and its folders, already fsynced
 
 
