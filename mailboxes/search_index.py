@@ -192,11 +192,16 @@ def search_vector_positions(document: str) -> dict[str, list[int]] | None:
     if _MAY_BE_FLOAT.search(document):
         document = _FLOAT_THEN_LETTERS.sub(r"\1 ", document)
     words = document.split()
-    if words and len(max(words, key=len)) * 4 > _LONGEST_LEXEME:  # 4: UTF-8's longest
+    if words and max(map(len, words)) * 4 > _LONGEST_LEXEME:  # 4: UTF-8's longest
         words = [word for word in words if len(word.encode()) <= _LONGEST_LEXEME]
     positions: dict[str, list[int]] = {}
+    seen = positions.get
     for position, word in enumerate(words, 1):
-        positions.setdefault(word, []).append(position)
+        found = seen(word)  # (not setdefault: that makes a list for every word)
+        if found is None:
+            positions[word] = [position]
+        else:
+            found.append(position)
     if len(words) >= _LAST_POSITION:
         # Rare (a very long body): the positions from 16,383 on are all 16,383, kept once.
         for found in positions.values():
