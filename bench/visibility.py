@@ -22,7 +22,8 @@ prefetched for the record chips: what a list view will load; and "count", the co
 views' paginator runs (``CappedPaginator``: it counts no further than 201 rows, shown as
 "200+"). Server time is the time to run the
 page's queries and build its objects (``list(queryset)``), repeated (``--repeat``, after one
-warm-up run) and reported as p50/p95; queries are counted with ``connection.execute_wrapper``.
+warm-up run) in rounds that run the same page for every viewer in turn (so that a drift in the
+machine's speed slows all of them alike, the baseline included) and reported as p50/p95; queries are counted with ``connection.execute_wrapper``.
 "x no rule" is the page's p95 divided by the same page's p95 without the rule.
 
 It exits non-zero when the data or a page is wrong (a landmark missing, a page with the wrong
@@ -32,6 +33,7 @@ number of rows), never for a missed performance target: the targets are printed,
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -123,9 +125,17 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def _measure_page(page: Callable[[], Any], repeat: int, budget_seconds: float) -> tuple:
-    """Run ``page()`` once to warm up, then up to ``repeat`` times (at least 5 within the
-    budget); return (p50 ms, p95 ms, SQL p50 ms, queries of one page, rows)."""
+def _measure_together(
+    pages: dict[str, Callable[[], Any]], repeat: int, budget_seconds: float
+) -> dict[str, tuple]:
+    """Run each page once to warm up, then in rounds, one run of every page per round, up to
+    ``repeat`` rounds (at least 5 within the budget); return, by name, (p50 ms, p95 ms, SQL p50
+    ms, queries of one run, rows).
+
+    The same page for every viewer, "no rule" included, is measured in the same rounds, so
+    that a machine whose speed drifts over the minutes of a run (this one does) slows all of
+    them alike and the "x no rule" ratio compares like with like.
+    """
     from django.db import connection
 
     queries, in_sql = 0, 0.0
@@ -139,54 +149,75 @@ def _measure_page(page: Callable[[], Any], repeat: int, budget_seconds: float) -
         finally:
             in_sql += time.perf_counter() - begin
 
-    rows = len(page())
-    samples: list[float] = []
-    sql_samples: list[float] = []
+    rows = {name: len(page()) for name, page in pages.items()}
+    samples: dict[str, list[float]] = {name: [] for name in pages}
+    sql_samples: dict[str, list[float]] = {name: [] for name in pages}
+    query_counts: dict[str, int] = {}
     started = time.perf_counter()
-    while len(samples) < repeat:
-        queries, in_sql = 0, 0.0
-        with connection.execute_wrapper(count):
-            begin = time.perf_counter()
-            rows = len(page())
-            samples.append((time.perf_counter() - begin) * 1000)
-        sql_samples.append(in_sql * 1000)
-        if len(samples) >= 5 and time.perf_counter() - started > budget_seconds:
+    for round_number in range(repeat):
+        for name, page in pages.items():
+            queries, in_sql = 0, 0.0
+            with connection.execute_wrapper(count):
+                begin = time.perf_counter()
+                rows[name] = len(page())
+                samples[name].append((time.perf_counter() - begin) * 1000)
+            sql_samples[name].append(in_sql * 1000)
+            query_counts[name] = queries
+        if round_number >= 4 and time.perf_counter() - started > budget_seconds:
             break
-    p50, p95 = statistics.median(samples), _percentile(samples, 0.95)
-    return p50, p95, statistics.median(sql_samples), queries, rows
+    return {
+        name: (
+            statistics.median(samples[name]),
+            _percentile(samples[name], 0.95),
+            statistics.median(sql_samples[name]),
+            query_counts[name],
+            rows[name],
+        )
+        for name in pages
+    }
 
 
 def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Result]:
-    """Every page for every viewer at both sizes, and the count a paginator runs (size 0)."""
+    """Every page for every viewer at both sizes, and the count a paginator runs (size 0);
+    each page and size measured for all viewers together (``_measure_together``)."""
     from bench.visibility_data import BIG_THREAD_MESSAGES, RECORD_PAGE_MESSAGES
     from mailboxes.selectors import message_rows
     from recruitmail.pagination import COUNT_CAP
 
+    viewers = _viewers(landmarks)
     results: list[Result] = []
-    for viewer_name, (user, start) in _viewers(landmarks).items():
-        for page_name, narrow in _pages(landmarks).items():
-            for size in PAGE_SIZES:
+    for page_name, narrow in _pages(landmarks).items():
+        for size in PAGE_SIZES:
 
-                def page(
-                    narrow: Any = narrow, start: Any = start, user: Any = user, size: int = size
-                ) -> list:
-                    return list(message_rows(narrow(start()), user=user)[:size])
+            def page(user: Any, start: Any, narrow: Any = narrow, size: int = size) -> list:
+                return list(message_rows(narrow(start()), user=user)[:size])
 
-                results.append(
-                    Result(
-                        page_name, viewer_name, size, *_measure_page(page, repeat, budget_seconds)
-                    )
-                )
+            measured = _measure_together(
+                {
+                    name: (lambda user=user, start=start: page(user, start))
+                    for name, (user, start) in viewers.items()
+                },
+                repeat,
+                budget_seconds * len(viewers),
+            )
+            results += [Result(page_name, name, size, *measured[name]) for name in viewers]
 
-            if page_name == "search":
-                continue  # the search page counts nothing (PeekPaginator)
+        if page_name == "search":
+            continue  # the search page counts nothing (PeekPaginator)
 
-            def count(narrow: Any = narrow, start: Any = start) -> list:
-                # What the list views' CappedPaginator asks on a first page.
-                return [None] * narrow(start()).order_by().values("pk")[: COUNT_CAP + 1].count()
+        def count(start: Any, narrow: Any = narrow) -> list:
+            # What the list views' CappedPaginator asks on a first page.
+            return [None] * narrow(start()).order_by().values("pk")[: COUNT_CAP + 1].count()
 
-            measured = _measure_page(count, max(5, repeat // 5), budget_seconds)
-            results.append(Result(page_name, viewer_name, 0, *measured))
+        measured = _measure_together(
+            {name: (lambda start=start: count(start)) for name, (_user, start) in viewers.items()},
+            repeat,  # as many as the pages: a p95 of fewer runs is little more than their maximum
+            budget_seconds * len(viewers),
+        )
+        results += [Result(page_name, name, 0, *measured[name]) for name in viewers]
+    # Reported viewer by viewer, as before.
+    order = {name: index for index, name in enumerate(viewers)}
+    results.sort(key=lambda r: order[r.viewer])
     baseline = {(r.page, r.size): r.p95_ms for r in results if r.viewer == "no rule"}
     for result in results:
         result.ratio = result.p95_ms / baseline[(result.page, result.size)]
@@ -331,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.explain:
         explain(landmarks)
     budget = 2.0 if args.quick else 15.0
+    # As the web process does once started (recruitmail/wsgi.py): what lives as long as the
+    # process is left out of the collector's full passes, which would otherwise walk it at a
+    # random page and show in the p95.
+    gc.collect()
+    gc.freeze()
     results = measure(landmarks, repeat=args.repeat, budget_seconds=budget)
     print_report(results)
     return 0
