@@ -62,7 +62,7 @@ MAX_DOCUMENT_CHARACTERS = 200_000
 # stop words), so the lexemes PostgreSQL stores are the ones built here.
 CONFIG = "simple"
 
-# What to_tsvector does with a document of ASCII lexemes, written out by search_vector_positions:
+# What to_tsvector does with a document's lexemes, written out by search_vector_positions:
 # a lexeme of 2,048 bytes or more is dropped (without taking a position); positions over 16,383
 # count as 16,383; a lexeme keeps at most 255 positions (PostgreSQL's MAXSTRLEN, MAXENTRYPOS and
 # MAXNUMPOS).
@@ -220,11 +220,12 @@ def search_vector_binary(document: str) -> bytes | None:
 
     So the import's parser process does the work and the commit only sends the vector, with
     ``COPY ... (FORMAT binary)``: PostgreSQL then neither parses the text (``to_tsvector``, on
-    the commit thread's critical path: about 0.5 ms a Japanese message, whose lexemes are pairs)
-    nor a tsvector's text form (about 0.27 ms a message); docs/benchmarks.md, Import. The binary form: the number of lexemes, then each
-    lexeme's bytes, a NUL, its number of positions and the positions (16 bits each, weight D
-    being 0), all in network byte order; lexemes in PostgreSQL's order, which for ASCII is
-    Python's.
+    the commit thread's critical path: about 3 ms for a Japanese message, whose lexemes are
+    pairs) nor a tsvector's text form (about 0.27 ms a message); docs/benchmarks.md, Import.
+    The binary form: the number of lexemes, then each lexeme's UTF-8 bytes, a NUL, its number
+    of positions and the positions (16 bits each, weight D being 0), all in network byte
+    order; lexemes in PostgreSQL's order (bytewise, which UTF-8 makes Python's code point
+    order).
     """
     positions = search_vector_positions(document)
     if positions is None:
@@ -257,7 +258,8 @@ def message_search_index(*, message_ids: Sequence[int], using: str = "default") 
 
     Called inside the transaction that stores the messages, so a message is searchable from
     the moment it is visible, and a rolled-back import leaves no entry behind. Three reads
-    (messages, correspondents, attachment names) and one write per call, whatever its size.
+    (messages, correspondents, attachment names) and two writes (the old entries deleted, the
+    new ones copied) per call, whatever its size.
     """
     from mailboxes.models import Attachment, Message, MessageAddress
 
@@ -308,8 +310,9 @@ def search_entries_write(
     sort_at); for a caller that holds the messages already (the importer).
 
     ``vectors`` may give, by message id, ``search_vector_binary(document)`` already built (the
-    import's parser process does): PostgreSQL receives those entries by binary ``COPY``, the
-    others in one ``INSERT`` that parses their text. A message's old entry is deleted first
+    import's parser process does); the others are built here. PostgreSQL receives them by
+    binary ``COPY``; text that is no search document (which ``search_vector_binary`` refuses)
+    goes in one ``INSERT`` through ``to_tsvector``. A message's old entry is deleted first
     (one statement more), unless the caller says the messages are ``new_messages``, created in
     this transaction: on PostgreSQL the table is partitioned by sort_at
     (``mailboxes.search_partitions``), so its key is (message, sort_at) and it cannot replace
