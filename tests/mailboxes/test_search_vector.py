@@ -163,3 +163,21 @@ def test_entries_written_from_vectors_are_those_written_from_text(team: Team) ->
     )
     assert from_vectors == from_text
     assert search_vector_binary(documents[0]) is not None
+
+
+def test_ascii_search_text_is_the_general_one() -> None:
+    """search_text's one-pass path for ASCII makes what the general path makes of it."""
+    from mailboxes.search_index import _search_text_of_any, search_text
+
+    rng = random.Random(11)  # noqa: S311 -- test data
+    alphabet = [chr(code) for code in range(128)]
+    samples = ["".join(rng.choices(alphabet, k=rng.randint(0, 60))) for _ in range(20_000)]
+    samples += [
+        parse_message(raw).text_body for raw in corpus_messages(count=200, pool=address_pool())
+    ]
+    samples += ["Taro.Yamada@Example.JP", "snake_case\x00NUL\x1ffs", "  1e5abc\tTAB\r\n"]
+    ascii_samples = [sample for sample in samples if sample.isascii()]
+    assert len(ascii_samples) > 20_000
+    assert [search_text(s) for s in ascii_samples] == [
+        _search_text_of_any(s) for s in ascii_samples
+    ]
