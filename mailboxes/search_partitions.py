@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connections, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -82,29 +83,27 @@ class HalfYear:
         return f"{TABLE}_{self.year}h{self.half}"
 
 
-def _create_half_year(cursor: object, half_year: HalfYear) -> None:
-    cursor.execute(  # type: ignore[attr-defined]
+def _create_half_year(cursor: CursorWrapper, half_year: HalfYear) -> None:
+    cursor.execute(
         f"CREATE TABLE {half_year.table} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
         [half_year.start, half_year.end],
     )
 
 
-def _create_after(cursor: object, horizon: datetime) -> None:
-    cursor.execute(  # type: ignore[attr-defined]
+def _create_after(cursor: CursorWrapper, horizon: datetime) -> None:
+    cursor.execute(
         f"CREATE TABLE {AFTER} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (MAXVALUE)",
         [horizon],
     )
-    cursor.execute(  # type: ignore[attr-defined]
-        f"CREATE INDEX {AFTER_INDEX} ON {AFTER} (sort_at DESC, message_id DESC)"
-    )
+    cursor.execute(f"CREATE INDEX {AFTER_INDEX} ON {AFTER} (sort_at DESC, message_id DESC)")
 
 
-def _index_and_constrain(cursor: object) -> None:
+def _index_and_constrain(cursor: CursorWrapper) -> None:
     """The GIN index and the message foreign key, once the entries are in (faster than
     keeping them up to date row by row, and deferred checks would make PostgreSQL refuse
     the index in the same transaction)."""
-    cursor.execute(f"CREATE INDEX {GIN_INDEX} ON {TABLE} USING gin (vector)")  # type: ignore[attr-defined]
-    cursor.execute(  # type: ignore[attr-defined]
+    cursor.execute(f"CREATE INDEX {GIN_INDEX} ON {TABLE} USING gin (vector)")
+    cursor.execute(
         f"ALTER TABLE {TABLE} ADD CONSTRAINT messagesearch_message_fk FOREIGN KEY (message_id) "
         "REFERENCES mailboxes_message (id) DEFERRABLE INITIALLY DEFERRED"
     )
@@ -208,10 +207,11 @@ def search_partitions_extend(*, using: str = "default", now: datetime | None = N
         for match in (_HALF_YEAR_NAME.match(name) for name in names)
         if match
     )
-    wanted = HalfYear.of(now or timezone.now()).shifted(HALF_YEARS_AHEAD)
+    current = HalfYear.of(now or timezone.now())
+    wanted = current.shifted(HALF_YEARS_AHEAD)
     if half_years and half_years[-1] >= wanted:
         return 0
-    start = half_years[-1].shifted(1) if half_years else HalfYear.of(now or timezone.now())
+    start = half_years[-1].shifted(1) if half_years else current
     added = []
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")

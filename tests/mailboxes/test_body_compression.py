@@ -9,13 +9,8 @@ from mailboxes.models import Message
 from tests.conftest import Team
 from tests.mailboxes.factories import MessageFactory
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="column compression is PostgreSQL's; the first pass of `make test` runs this there",
-    ),
-]
+# Column compression is PostgreSQL's (tests/peers/postgresql.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("postgresql_suite_database")]
 
 
 def test_long_bodies_are_stored_with_lz4_and_read_back_whole(team: Team) -> None:

@@ -28,9 +28,8 @@ from tests.records.factories import CandidateFactory
 from tests.sharing.messages import sharing_set
 
 pytestmark = pytest.mark.django_db
-on_postgresql = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the tsvector and its GIN index are PostgreSQL's"
-)
+# The tsvector and its GIN index are PostgreSQL's (tests/peers/postgresql.py).
+on_postgresql = pytest.mark.usefixtures("postgresql_suite_database")
 
 
 @pytest.fixture

@@ -33,10 +33,8 @@ from tests.conftest import Team
 from tests.mailboxes.factories import MailboxFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
-on_postgresql = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="partitions are PostgreSQL's; the first pass of `make test` runs these there",
-)
+# Partitions are PostgreSQL's (tests/peers/postgresql.py).
+on_postgresql = pytest.mark.usefixtures("postgresql_suite_database")
 
 
 @pytest.fixture
