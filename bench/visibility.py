@@ -182,7 +182,7 @@ def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Resul
     each page and size measured for all viewers together (``_measure_together``)."""
     from bench.visibility_data import BIG_THREAD_MESSAGES, RECORD_PAGE_MESSAGES
     from mailboxes.selectors import message_rows
-    from recruitmail.pagination import COUNT_CAP
+    from recruitmail.pagination import COUNT_CAP, CappedPaginator
 
     viewers = _viewers(landmarks)
     results: list[Result] = []
@@ -206,8 +206,9 @@ def measure(landmarks: Any, *, repeat: int, budget_seconds: float) -> list[Resul
             continue  # the search page counts nothing (PeekPaginator)
 
         def count(start: Any, narrow: Any = narrow) -> list:
-            # What the list views' CappedPaginator asks on a first page.
-            return [None] * narrow(start()).order_by().values("pk")[: COUNT_CAP + 1].count()
+            # What the list views' CappedPaginator asks on a first page (the lists' order).
+            messages = narrow(start()).order_by("-sort_at", "-pk")
+            return [None] * CappedPaginator(messages, 25, limit=COUNT_CAP + 1).count
 
         measured = _measure_together(
             {name: (lambda start=start: count(start)) for name, (_user, start) in viewers.items()},

@@ -311,6 +311,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
         return visible_messages(self, user)  # type: ignore[return-value]
 
+    def owned_by(self, user: Any) -> MessageQuerySet:
+        """The messages ``user`` owns, as the rule shows them to their owner (see
+        ``sharing.visibility.own_messages``)."""
+        from sharing.visibility import own_messages
+
+        return own_messages(self, user)  # type: ignore[return-value]
+
 
 class Message(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")

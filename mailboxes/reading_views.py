@@ -228,9 +228,7 @@ def message_original(request: HttpRequest, pk: int) -> HttpResponseBase:
 @require_POST
 def message_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a message in the hub (its owner only; anyone else gets the same 404)."""
-    message = get_object_or_404(
-        selectors.listable_messages(request.user).filter(owner_id=request.user.pk), pk=pk
-    )
+    message = get_object_or_404(selectors.own_listable_messages(request.user), pk=pk)
     message_delete(message=message, user=request.user)
     flash.success(request, _("Message deleted."))
     target = request.POST.get("next", "")

@@ -135,6 +135,12 @@ def listable_messages(user: Any) -> QuerySet[Message]:
     return Message.objects.visible_to(user).filter(deleted_at__isnull=True)
 
 
+def own_listable_messages(user: Any) -> QuerySet[Message]:
+    """``listable_messages`` that ``user`` owns (the same rows, read without the rest of the
+    rule: see ``sharing.visibility.own_messages``)."""
+    return Message.objects.owned_by(user).filter(deleted_at__isnull=True)
+
+
 def _linked_to_clients() -> Exists:
     """The message is linked to a client, or to a contact who works at a client."""
     return Exists(
@@ -152,7 +158,7 @@ def folder_messages(*, user: Any, folder: str, mailbox: Mailbox | None) -> Query
     user's own. "Shared with me" is everything visible that the user does not own. The client
     folder is the user's own mail linked to a client or to a client's contact.
     """
-    mine = listable_messages(user).filter(owner_id=user.pk)
+    mine = own_listable_messages(user)
     if folder == Folder.INBOX:
         messages = mine.filter(direction=Direction.INCOMING)
         return messages.filter(mailbox=mailbox) if mailbox is not None else messages

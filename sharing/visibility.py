@@ -1,6 +1,7 @@
 """The one visibility rule: who may see which message. Every view, count, search, thread,
 download and JSON endpoint that shows mail starts from ``visible_messages`` (through
-``Message.objects.visible_to(user)``); nothing else decides.
+``Message.objects.visible_to(user)``), or, for lists of one's own mail, from ``own_messages``
+(``Message.objects.owned_by(user)``), the rule's first row alone; nothing else decides.
 
 A user U may see a message M when U and M are in the same organisation and any row holds:
 
@@ -247,17 +248,40 @@ class _Clause(Expression):
         return sql, list(params)
 
 
-def visible_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message]:
-    """``queryset`` narrowed to the messages ``user`` may see (see the module's table)."""
+def _membership(user: Any) -> Any:
+    """The user's membership, or None when the rule lets them see nothing (signed out, no
+    membership, inactive)."""
     membership = (
         getattr(user, "membership", None) if getattr(user, "is_authenticated", False) else None
     )
-    if membership is None or not user.is_active:
+    return membership if membership is not None and user.is_active else None
+
+
+def visible_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message]:
+    """``queryset`` narrowed to the messages ``user`` may see (see the module's table)."""
+    membership = _membership(user)
+    if membership is None:
         return queryset.none()
     shared = "shared with an admin" if membership.is_admin else "shared with a member"
     return queryset.filter(
         Q(organization_id=membership.organization_id) & (Q(owner_id=user.pk) | _Clause(shared))
     )
+
+
+def own_messages(queryset: QuerySet[Message], user: Any) -> QuerySet[Message]:
+    """``queryset`` narrowed to the messages ``user`` owns: the rule's first row alone, the
+    same rows as ``visible_messages(queryset, user).filter(owner_id=user.pk)``.
+
+    For the lists of one's own mail (Inbox, Sent, the client folder). The whole rule gives
+    the same rows there, but PostgreSQL prices its OR branches for every row although the owner
+    branch always holds first: it then judged reading the owner's index newest first dearer
+    than collecting all of a big mailbox's rows and sorting them, and a Sent count took 40 ms
+    instead of 1.5 (bench/pages.py).
+    """
+    membership = _membership(user)
+    if membership is None:
+        return queryset.none()
+    return queryset.filter(organization_id=membership.organization_id, owner_id=user.pk)
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,26 @@ def test_each_viewers_whole_list_and_count_match_the_rule(world: World) -> None:
     assert not failures, "\n".join(failures)
 
 
+def test_own_mail_is_the_rules_owner_row(world: World) -> None:
+    """``owned_by`` (Inbox, Sent, the client folder) gives each viewer exactly what the whole
+    rule shows them of their own mail: their own messages in their organisation, nothing for a
+    deactivated owner."""
+    failures = []
+    for viewer in world.viewers:
+        want = {
+            cell.message.pk
+            for cell in world.cells
+            if cell.role_of(viewer) == OWNER
+            and expected(OWNER, cell.permission, cell.kind, cell.excluded_domains)
+        }
+        owned = sorted(Message.objects.owned_by(viewer.user).values_list("pk", flat=True))
+        through_rule = Message.objects.visible_to(viewer.user).filter(owner_id=viewer.user.pk)
+        if owned != sorted(want) or owned != sorted(through_rule.values_list("pk", flat=True)):
+            failures.append(f"{viewer.name}: owns {len(owned)} messages, expected {len(want)}")
+    assert not failures, "\n".join(failures)
+    assert any(Message.objects.owned_by(viewer.user).exists() for viewer in world.viewers)
+
+
 def test_the_matrix_covers_every_role_and_both_answers(world: World) -> None:
     """Guard the generator: each role meets each permission, and the rule says both yes and no
     for the roles that depend on the permission."""
