@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from django.contrib import messages
-from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -16,6 +15,7 @@ from records.access import admin_required, member_required, membership_of
 from records.models import Membership
 from sharing.forms import ALWAYS_TRUE, SharingForm
 from sharing.models import DATA_PROTECTION_ACTIONS, AuditAction, SharingAuditEntry
+from sharing.selectors import member_mail_rows
 from sharing.services import (
     SharingLocked,
     audit_add,
@@ -100,19 +100,7 @@ def mailbox_sharing(request: HttpRequest, pk: int) -> HttpResponse:
 @admin_required
 def admin_mail_settings(request: HttpRequest) -> HttpResponse:
     organization = membership_of(request).organization
-    # A mailbox's sharing in the same query, and only the columns the page shows (a mailbox
-    # has dozens of account columns, credentials among them).
-    mailboxes = (
-        Mailbox.objects.select_related("sharing")
-        .only("id", "owner_id", "name", "is_active", "sharing__permission", "sharing__locked")
-        .order_by("pk")
-    )
-    members = (
-        Membership.objects.filter(organization=organization)
-        .select_related("user")
-        .prefetch_related(Prefetch("user__mailboxes", queryset=mailboxes))
-        .order_by("user__full_name")
-    )
+    members = member_mail_rows(organization)
     return render(request, "sharing/admin_mail_settings.html", {"members": members})
 
 

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from django import template
-from django.urls import reverse
 from django.utils import dateformat, formats, timezone
 from django.utils.text import Truncator
 
@@ -24,12 +23,11 @@ from mailboxes import selectors
 from mailboxes.models import Direction, Message
 from mailboxes.selectors import MailNavigation
 from records.models import Record
+from recruitmail.urlpk import SENTINEL_PK, url_pattern, url_with_pk
 
 register = template.Library()
 
 SNIPPET_DISPLAY_CHARS = 140
-# A primary key no row has, reversed once to learn the text around a pk in a URL.
-_SENTINEL_PK = 2_147_483_647
 
 
 @register.simple_tag(takes_context=True)
@@ -45,13 +43,6 @@ def mail_navigation(context: template.Context) -> MailNavigation:
     if user is None or getattr(user, "membership", None) is None:
         return MailNavigation(mailboxes=[], active=None, client_folder=False)
     return selectors.mail_navigation(user)
-
-
-def _url_with_pk(url_of_sentinel: str) -> Callable[[int], str]:
-    """The URL for any pk, from the URL for ``_SENTINEL_PK``: one ``reverse()`` per page
-    instead of one per row (the text around the pk is the same for every pk)."""
-    head, tail = url_of_sentinel.split(str(_SENTINEL_PK))
-    return lambda pk: f"{head}{pk}{tail}"
 
 
 class RecordChip(TypedDict):
@@ -73,9 +64,9 @@ class _ChipMaker:
     def __call__(self, record: Record) -> RecordChip:
         kind = record.kind
         if kind not in self._kinds:
-            sample = Record(pk=_SENTINEL_PK, kind=kind)
+            sample = Record(pk=SENTINEL_PK, kind=kind)
             self._kinds[kind] = (
-                _url_with_pk(sample.get_absolute_url()),
+                url_pattern(sample.get_absolute_url()),
                 str(sample.get_kind_display()),
             )
         url_of, label = self._kinds[kind]
@@ -112,7 +103,7 @@ def message_list_rows(messages: Iterable[Message], *, viewer_id: int | None) -> 
     """The rows of a mail list for ``messages`` (from ``mailboxes.selectors.message_rows``),
     as ``viewer_id`` sees them; dates in the active time zone and language, formatted as the
     template filters ``date:'c'`` and ``date:'SHORT_DATETIME_FORMAT'`` do."""
-    url_of_message = _url_with_pk(reverse("mail:message", args=[_SENTINEL_PK]))
+    url_of_message = url_with_pk("mail:message")
     chip = _ChipMaker()
     short_format = formats.get_format("SHORT_DATETIME_FORMAT")
     rows: list[MessageRow] = []

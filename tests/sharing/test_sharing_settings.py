@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -253,7 +255,27 @@ def test_admin_page_shows_each_mailbox_permission_in_constant_queries(
     assert f'Box 0 <span class="badge">Active</span>: {Permission.ADMIN.label}' in page
     if mailboxes > 1:
         assert f"Box 1: {Permission.PUBLIC.label} 🔒" in page
-    assert (
-        page.count(f'action="{reverse("sharing:lock", args=[team.teammate.membership.pk])}"') == 2
-    )
+    lock_url = reverse("sharing:lock", args=[team.teammate.membership.pk])
+    assert page.count(f'form="member-locks" formaction="{lock_url}"') == 2
     assert MailboxSharing(permission="bogus").permission_label == "bogus"
+
+
+def test_lock_buttons_post_the_pages_one_form_with_its_csrf_token(
+    team: Team, mailbox: Mailbox
+) -> None:
+    """Every row's Lock and Unlock buttons submit one form of the page (one CSRF token for all
+    rows) to their member's lock URL, as a browser sends it."""
+    admin = Client(enforce_csrf_checks=True)
+    admin.force_login(team.admin)
+    page = admin.get(reverse("sharing:admin")).content.decode()
+    form = re.search(r'<form method="post" id="member-locks">(.*?)</form>', page, re.S)
+    assert form is not None
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.group(1))
+    assert token is not None
+    lock_url = reverse("sharing:lock", args=[team.owner.membership.pk])
+    button = f'<button form="member-locks" formaction="{lock_url}" name="locked" value="1">'
+    assert button in page
+    response = admin.post(lock_url, {"csrfmiddlewaretoken": token.group(1), "locked": "1"})
+    assert response.status_code == 302
+    assert MailboxSharing.objects.get(mailbox=mailbox).locked
+    assert admin.post(lock_url, {"locked": "0"}).status_code == 403  # no token: refused
