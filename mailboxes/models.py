@@ -378,6 +378,14 @@ class Message(models.Model):
             models.Index(fields=["mailbox", "raw_sha256"]),
             models.Index(fields=["organization", "-sort_at"]),
             models.Index(fields=["thread", "sort_at"]),
+            # Inbox and Sent, newest first, and their capped counts read from the index alone
+            # (migration 0008 says why).
+            models.Index(
+                fields=["owner", "direction", "-sort_at"],
+                include=["mailbox", "organization", "id"],
+                condition=Q(deleted_at__isnull=True),
+                name="message_folder_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,14 +11,16 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils import timezone
 
+from mailboxes import selectors
 from mailboxes.mailstore import raw_store
 from mailboxes.models import AddressRole, Direction, Mailbox, Message, MessageOrigin, Thread
 from records.models import User
+from recruitmail.pagination import CappedPaginator
 from sharing.models import MailboxSharing, Permission
 from tests.conftest import Team
 from tests.mailboxes.factories import MailboxFactory, MessageFactory, attachment_add
@@ -488,3 +490,34 @@ def test_postgresql_knows_owner_and_mailbox_go_together() -> None:
         )
         (kinds,) = cursor.fetchone()
     assert set(kinds) >= {"f", "m"}  # functional dependencies, most common pairs
+
+
+@pytest.mark.usefixtures("postgresql_suite_database")  # included columns are PostgreSQL's
+@pytest.mark.parametrize("folder", [selectors.Folder.INBOX, selectors.Folder.SENT])
+def test_folder_counts_read_the_folder_index_alone(
+    team: Team, mailbox: Mailbox, folder: str
+) -> None:
+    """Inbox's and Sent's capped count is an index-only scan of ``message_folder_idx``, which
+    stops at the cap whatever the mailbox's size (migration 0008 says why). An empty test table
+    makes a sequential scan or a bitmap of everything look cheapest, so both are ruled out: what
+    is checked is that the folders' filters, as the views build them, can be answered from the
+    index (its columns, its condition) without reading the messages."""
+    messages = selectors.folder_messages(user=team.owner, folder=folder, mailbox=mailbox)
+    paginator = CappedPaginator(
+        selectors.message_rows(messages, user=team.owner), per_page=25, limit=201
+    )
+    queries = []
+    with connection.execute_wrapper(
+        lambda execute, sql, params, many, context: (
+            queries.append((sql, params)) or execute(sql, params, many, context)
+        )
+    ):
+        assert paginator.count == 0
+    ((sql, params),) = queries
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using message_folder_idx" in plan, plan
+    assert " Sort " not in plan, plan  # read in the folder's order, stopped at the cap
