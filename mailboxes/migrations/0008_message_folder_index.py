@@ -29,6 +29,15 @@ INDEX = models.Index(
 def _create(apps, schema_editor):
     model = apps.get_model("mailboxes", "Message")
     if schema_editor.connection.vendor == "postgresql":
+        # An interrupted concurrent build leaves an invalid index of that name: start again.
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = pg_index.indexrelid "
+                "WHERE pg_class.relname = %s AND NOT pg_index.indisvalid",
+                [INDEX.name],
+            )
+            if cursor.fetchone() is not None:
+                schema_editor.execute(f"DROP INDEX CONCURRENTLY {INDEX.name}")
         sql = INDEX.create_sql(model, schema_editor, concurrently=True)
         schema_editor.execute(
             str(sql).replace("CONCURRENTLY", "CONCURRENTLY IF NOT EXISTS", 1)
