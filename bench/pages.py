@@ -72,6 +72,51 @@ def _pages(landmarks: Any, user: Any) -> dict[str, str]:
     return pages
 
 
+VIEWERS = ("recruiter", "admin", "owner")
+
+
+def _viewer_ids(landmarks: Any) -> dict[str, int]:
+    return {
+        "recruiter": landmarks.recruiter_id,
+        "admin": landmarks.admin_id,
+        "owner": landmarks.owner_id,
+    }
+
+
+def page_queries(landmarks: Any, viewer: str, page: str, repeat: int) -> None:
+    """Print each query of one page with its median time over ``repeat`` runs (``--queries``):
+    where a page's SQL time goes."""
+    from django.db import connection
+    from django.test import Client
+
+    from records.models import User
+
+    user = User.objects.select_related("membership").get(pk=_viewer_ids(landmarks)[viewer])
+    client = Client()
+    client.force_login(user)
+    url = _pages(landmarks, user)[page]
+    client.get(url)  # warm-up
+    runs: list[list[tuple[float, str]]] = []
+
+    def timer(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        begin = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            runs[-1].append(((time.perf_counter() - begin) * 1000, sql))
+
+    for _ in range(repeat):
+        runs.append([])
+        with connection.execute_wrapper(timer):
+            client.get(url)
+    print(f"\n{page} ({viewer}, {url}): median of {repeat} runs")
+    for index, (_, sql) in enumerate(runs[-1]):
+        median = statistics.median(run[index][0] for run in runs if len(run) > index)
+        print(f"{median:8.2f} ms  {sql[:110]}")
+    total = statistics.median(sum(ms for ms, _ in run) for run in runs)
+    print(f"{total:8.2f} ms  in all")
+
+
 def measure(landmarks: Any, repeat: int) -> list[tuple[str, str, float, float, int]]:
     from django.db import connection
     from django.test import Client
@@ -79,11 +124,7 @@ def measure(landmarks: Any, repeat: int) -> list[tuple[str, str, float, float, i
     from records.models import User
 
     results = []
-    for viewer, pk in [
-        ("recruiter", landmarks.recruiter_id),
-        ("admin", landmarks.admin_id),
-        ("owner", landmarks.owner_id),
-    ]:
+    for viewer, pk in _viewer_ids(landmarks).items():
         user = User.objects.select_related("membership").get(pk=pk)
         client = Client()
         client.force_login(user)
@@ -121,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--queries",
+        nargs=2,
+        metavar=("VIEWER", "PAGE"),
+        help=f"print one page's queries with their median time instead (VIEWER: {', '.join(VIEWERS)};"
+        ' PAGE as in the table, e.g. "sent")',
+    )
     args = parser.parse_args(argv)
     static_root = tempfile.mkdtemp(prefix="recruitmail-bench-static-")
     os.environ.update(
@@ -147,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         f"RecruitMail page benchmark: {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f}, database {args.database_url.rsplit('@', 1)[-1]}"
     )
+    if args.queries:
+        page_queries(landmarks, *args.queries, repeat=args.repeat)
+        return 0
     results = measure(landmarks, args.repeat)
     print(f"\n{'page':<15} {'viewer':<10} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
     for page, viewer, p50, p95, queries in results:

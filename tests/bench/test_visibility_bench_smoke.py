@@ -3,6 +3,7 @@ exits 0 and prints its table. No timing is asserted: figures are for a person to
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,18 @@ def test_page_run_on_the_quick_data_answers_every_page() -> None:
                 line.startswith(f"{page:<15} {viewer:<10}") for line in output.splitlines()
             ), f"no {page} row for {viewer}:\n{output[-4000:]}"
     assert "Target: p95 under 50 ms server time per page:" in output
+    # --queries: one page's queries, each with its time, and their sum.
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pages.py"), "--repeat", "2"]
+        + ["--database-url", database_url, "--queries", "recruiter", "sent"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    timed = [line for line in output.splitlines() if re.match(r"\s+\d+\.\d\d ms  ", line)]
+    assert any("SELECT COUNT(*)" in line for line in timed), output[-4000:]
+    assert timed[-1].endswith("ms  in all"), output[-4000:]
