@@ -17,16 +17,11 @@ def _bench_database_url() -> str:
     return postgresql_server_url(database="recruitmail_visbench_smoke")
 
 
-def test_quick_run_exits_zero_and_prints_its_table() -> None:
-    database_url = _bench_database_url()
+def _run(script: str, *arguments: str) -> str:
+    """Run ``bench/<script>`` on the smoke database; its output, after checking it exited 0."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "visibility.py"),
-            "--quick",
-            "--database-url",
-            database_url,
-        ],
+        [sys.executable, str(REPO / "bench" / script), *arguments]
+        + ["--database-url", _bench_database_url()],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -35,6 +30,11 @@ def test_quick_run_exits_zero_and_prints_its_table() -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def test_quick_run_exits_zero_and_prints_its_table() -> None:
+    output = _run("visibility.py", "--quick")
     assert "Loaded 20 users, 2,000 records, 20,000 messages" in output
     assert "page         viewer" in output
     for page in ("inbox", "record page", "thread", "search"):
@@ -48,26 +48,8 @@ def test_quick_run_exits_zero_and_prints_its_table() -> None:
 def test_page_run_on_the_quick_data_answers_every_page() -> None:
     """bench/pages.py, on what the quick run above loaded: every page answers 200 (else it
     exits non-zero) and gets its line."""
-    database_url = _bench_database_url()
-    subprocess.run(
-        [sys.executable, str(REPO / "bench" / "visibility.py"), "--quick", "--repeat", "1"]
-        + ["--database-url", database_url],
-        cwd=REPO,
-        capture_output=True,
-        timeout=600,
-        check=True,
-    )
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "pages.py"), "--repeat", "2"]
-        + ["--database-url", database_url],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    _run("visibility.py", "--quick", "--repeat", "1")
+    output = _run("pages.py", "--repeat", "2")
     for page in ("inbox", "search", "record page", "message", "sharing"):
         for viewer in ("recruiter", "admin", "owner"):
             assert any(
@@ -75,17 +57,7 @@ def test_page_run_on_the_quick_data_answers_every_page() -> None:
             ), f"no {page} row for {viewer}:\n{output[-4000:]}"
     assert "Target: p95 under 50 ms server time per page:" in output
     # --queries: one page's queries, each with its time, and their sum.
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "pages.py"), "--repeat", "2"]
-        + ["--database-url", database_url, "--queries", "recruiter", "sent"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    output = _run("pages.py", "--repeat", "2", "--queries", "recruiter", "sent")
     timed = [line for line in output.splitlines() if re.match(r"\s+\d+\.\d\d ms  ", line)]
     assert any("SELECT COUNT(*)" in line for line in timed), output[-4000:]
     assert timed[-1].endswith("ms  in all"), output[-4000:]
