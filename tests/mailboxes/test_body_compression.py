@@ -10,7 +10,7 @@ from tests.conftest import Team
 from tests.mailboxes.factories import MessageFactory
 
 # Column compression is PostgreSQL's (tests/peers/postgresql.py).
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("postgresql_suite_database")]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgresql_schema]
 
 
 def test_long_bodies_are_stored_with_lz4_and_read_back_whole(team: Team) -> None:

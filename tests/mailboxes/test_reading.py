@@ -480,7 +480,7 @@ def test_long_folders_count_only_as_far_as_needed(team: Team, settings) -> None:
     assert not last.paginator.capped and not last.has_next() and len(last.object_list) == 10
 
 
-@pytest.mark.usefixtures("postgresql_suite_database")  # extended statistics are PostgreSQL's
+@pytest.mark.postgresql_schema  # extended statistics are PostgreSQL's
 def test_postgresql_knows_owner_and_mailbox_go_together() -> None:
     """Without these statistics PostgreSQL sorts a whole mailbox for one page of its Inbox
     (migration 0005 says why; bench/pages.py measured it)."""
@@ -492,7 +492,7 @@ def test_postgresql_knows_owner_and_mailbox_go_together() -> None:
     assert set(kinds) >= {"f", "m"}  # functional dependencies, most common pairs
 
 
-@pytest.mark.usefixtures("postgresql_suite_database")  # included columns are PostgreSQL's
+@pytest.mark.postgresql_schema  # included columns are PostgreSQL's
 @pytest.mark.parametrize("folder", [selectors.Folder.INBOX, selectors.Folder.SENT])
 def test_folder_counts_read_the_folder_index_alone(
     team: Team, mailbox: Mailbox, folder: str

@@ -29,7 +29,7 @@ from tests.sharing.messages import sharing_set
 
 pytestmark = pytest.mark.django_db
 # The tsvector and its GIN index are PostgreSQL's (tests/peers/postgresql.py).
-on_postgresql = pytest.mark.usefixtures("postgresql_suite_database")
+on_postgresql = pytest.mark.postgresql_schema
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from tests.mailboxes.factories import MailboxFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 # Partitions are PostgreSQL's (tests/peers/postgresql.py).
-on_postgresql = pytest.mark.usefixtures("postgresql_suite_database")
+on_postgresql = pytest.mark.postgresql_schema
 
 
 @pytest.fixture
